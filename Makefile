@@ -1,0 +1,33 @@
+# luminary: what the README tells users to run.
+#   make demo   create .venv if missing, install, run the main job
+#   make test   create .venv if missing, install, run the whole suite
+#   make bench  run the CPU benchmarks (each prints one JSON object)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH := torch==2.13.0
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first and pinned: the CPU build on this kind of machine (a bare
+	# "torch" would pull a CUDA build of several GB)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/luminary pretrain examples/crystal-tiny.yaml --out runs/crystal-tiny --resume
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,3 @@
+from luminary.cli.app import main
+
+main()

@@ -1,0 +1,81 @@
+"""``luminary``: the command line. Each module in MODULES registers its commands.
+
+Commands parse arguments and call the library. A :class:`LuminaryError`
+becomes one line on stderr and exit status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+import typer
+
+from luminary.core.errors import LuminaryError
+
+app = typer.Typer(
+    name="luminary",
+    help="An open workshop for language models: pretrain, release, merge, score, evaluate and align.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# One explicit list; tests/cli/test_app.py checks that every module here is registered.
+MODULES = [
+    "luminary.cli.train",
+    "luminary.cli.generate",
+]
+
+
+def _register() -> None:
+    for name in MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    _quiet_libraries()
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="luminary", standalone_mode=False)
+    except LuminaryError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

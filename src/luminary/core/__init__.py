@@ -1,0 +1,1 @@
+"""Shared plumbing: configs, errors, safe IO, seeding, progress, run folders."""

@@ -1,0 +1,98 @@
+"""YAML configs mapped onto pydantic models.
+
+A config class derives from :class:`Config`: unknown keys are errors (a typo
+must not silently become a default), and the class is the one place where a
+default lives. :func:`load_config` turns a validation failure into a
+:class:`LuminaryError` that names the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from luminary.core.errors import LuminaryError
+
+
+class Config(BaseModel):
+    """Base of every luminary config: strict keys, validated assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def _field_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(root)"
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line for the first problem of a pydantic ``ValidationError``."""
+    first = error.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    field = _field_path(loc)
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        msg = "unknown key"
+    elif kind == "missing":
+        msg = "required field is missing"
+    else:
+        msg = first["msg"]
+        if "input" in first and kind not in ("value_error", "assertion_error"):
+            msg += f" (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {field}: {msg}{suffix}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LuminaryError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise LuminaryError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LuminaryError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+    return data
+
+
+def validate(cls: type[C], data: dict[str, Any], source: str) -> C:
+    """Validate ``data`` as ``cls``; a failure becomes one line naming ``source``."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise LuminaryError(describe_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path, cls: type[C], overrides: dict[str, Any] | None = None) -> C:
+    """Load a YAML file as ``cls``; ``overrides`` (dotted keys) are applied first."""
+    data = read_yaml(path)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return validate(cls, data, str(path))
+
+
+def dump_config(config: BaseModel) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (defaults filled in)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,285 @@
+"""Safe IO: atomic files and folders, sha256 manifests, pickle-free state.
+
+Atomic means: write under a temporary name in the same folder, fsync, then
+``os.replace`` onto the final name. A process killed at any moment leaves
+either the old content or the new, never a half-written file; temporary
+leftovers start with ``.tmp-`` and are ignored (and swept) by readers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from luminary.core.errors import LuminaryError
+
+TMP_PREFIX = ".tmp-"
+MANIFEST = "MANIFEST.sha256"
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename is durable only after this)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder under a temporary name; it appears at ``path`` only whole.
+
+    On an exception the temporary folder is removed and ``path`` is untouched.
+    With ``overwrite``, an existing ``path`` is replaced only after the new
+    content is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not overwrite:
+        raise LuminaryError(f"{path}: already exists (choose another output or remove it)")
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists():
+            old = path.parent / f"{TMP_PREFIX}old-{path.name}-{os.getpid()}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Remove leftovers of interrupted atomic writes in ``folder``."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if entry.name.startswith(TMP_PREFIX):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_files(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(TMP_PREFIX))
+        for name in sorted(filenames):
+            if name == MANIFEST or name.startswith(TMP_PREFIX):
+                continue
+            files.append(Path(dirpath) / name)
+    return files
+
+
+def write_manifest(root: str | Path) -> Path:
+    """Write ``MANIFEST.sha256`` (``sha256  relative/path`` lines, sorted) over a folder."""
+    root = Path(root)
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}" for p in _manifest_files(root)]
+    out = root / MANIFEST
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
+def read_manifest(root: str | Path) -> dict[str, str]:
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise LuminaryError(f"{path}: manifest not found")
+    entries = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise LuminaryError(f"{path}: line {number} is not 'sha256  path'")
+        entries[rel] = digest
+    return entries
+
+
+def verify_manifest(root: str | Path) -> list[str]:
+    """Problems found against the manifest: changed, missing or unlisted files."""
+    root = Path(root)
+    expected = read_manifest(root)
+    problems = []
+    for rel, digest in expected.items():
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    for path in _manifest_files(root):
+        rel = path.relative_to(root).as_posix()
+        if rel not in expected:
+            problems.append(f"{rel}: not in the manifest")
+    return problems
+
+
+# --- pickle-free state -------------------------------------------------------
+# Nested dicts/lists/tuples of tensors, numpy arrays and JSON scalars are split
+# into a safetensors file (the arrays) and a JSON skeleton (everything else).
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {"__dict__": {k: _flatten(v, tensors) for k, v in obj.items()}}
+        return {"__items__": [[_flatten(k, tensors), _flatten(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_flatten(v, tensors) for v in obj]
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    raise TypeError(f"cannot store a {type(obj).__name__} in a state file")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy()
+        if "__dict__" in obj:
+            return {k: _unflatten(v, tensors) for k, v in obj["__dict__"].items()}
+        if "__items__" in obj:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__items__"]}
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+    return obj
+
+
+def save_state(folder: str | Path, name: str, state: Any) -> None:
+    """Store a nested state as ``name.safetensors`` + ``name.json`` (no pickle)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, tensors)
+    save_file(tensors, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps(skeleton))
+
+
+def load_state(folder: str | Path, name: str) -> Any:
+    folder = Path(folder)
+    skeleton_path = folder / f"{name}.json"
+    if not skeleton_path.is_file():
+        raise LuminaryError(f"{skeleton_path}: state file not found")
+    tensors = load_file(str(folder / f"{name}.safetensors"))
+    return _unflatten(json.loads(skeleton_path.read_text()), tensors)
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Read JSONL; a bad line or a missing field names the file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise LuminaryError(f"{path}: file not found")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LuminaryError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise LuminaryError(f"{path}: line {number}: expected a JSON object")
+            for key in required:
+                if key not in row:
+                    raise LuminaryError(f"{path}: line {number}: missing field '{key}'")
+            rows.append(row)
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write JSONL atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

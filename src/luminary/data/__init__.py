@@ -1,0 +1,1 @@
+"""Pretraining data: sources, tokenizer training, token shards, mixtures, FIM, provenance."""

@@ -1,0 +1,125 @@
+"""Safe loading of model and tokenizer folders.
+
+A model folder is a ``save_pretrained`` folder. luminary loads safetensors
+weights; a folder with only pickle weights (``*.bin``, ``*.pt``) is refused
+unless the caller opts in with ``allow_pickle=True``, and then the file is read
+with ``torch.load(weights_only=True)``, which rebuilds tensors and plain
+containers only. Remote code is never trusted on the user's behalf.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+import luminary.models.registry  # noqa: F401  (luminary architectures known to Auto classes)
+from luminary.core.errors import LuminaryError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_folder(path: Path, what: str = "model folder") -> None:
+    if not path.exists():
+        raise LuminaryError(f"{path}: {what} not found")
+    if not path.is_dir():
+        raise LuminaryError(f"{path}: not a folder (expected a {what} written by save_pretrained)")
+    if not (path / "config.json").is_file():
+        raise LuminaryError(f"{path}: no config.json (expected a {what} written by save_pretrained)")
+
+
+def weight_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(safetensors files, pickle files) in a model folder."""
+    safe = sorted(path.glob("*.safetensors"))
+    pickled = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    return safe, pickled
+
+
+def load_config(path: str | Path, trust_remote_code: bool = False):
+    path = Path(path)
+    _check_folder(path)
+    raw = json.loads((path / "config.json").read_text())
+    if "auto_map" in raw and not trust_remote_code:
+        model_type = raw.get("model_type", "?")
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        if model_type not in CONFIG_MAPPING:
+            raise LuminaryError(
+                f"{path}: model_type '{model_type}' needs the folder's own Python code; "
+                "luminary does not run remote code unless you pass --trust-remote-code"
+            )
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError) as exc:
+        raise LuminaryError(f"{path}/config.json: {str(exc).splitlines()[0]}") from None
+
+
+def load_model(
+    path: str | Path,
+    auto_class: Any = AutoModelForCausalLM,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> PreTrainedModel:
+    """Load a model folder with ``auto_class``, refusing pickles unless allowed."""
+    path = Path(path)
+    config = load_config(path, trust_remote_code=trust_remote_code)
+    for key, value in kwargs.pop("config_overrides", {}).items():
+        setattr(config, key, value)
+    safe, pickled = weight_files(path)
+    try:
+        if safe:
+            return auto_class.from_pretrained(
+                path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+            )
+        if not pickled:
+            raise LuminaryError(f"{path}: no weights found (*.safetensors)")
+        if not allow_pickle:
+            raise LuminaryError(
+                f"{pickled[0]}: pickle weights are refused; convert to safetensors, "
+                "or pass --allow-pickle to read them with torch.load(weights_only=True)"
+            )
+        return _load_pickled(path, pickled, auto_class, config, **kwargs)
+    except LuminaryError:
+        raise
+    except (ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LuminaryError(f"{path}: cannot load as {getattr(auto_class, '__name__', auto_class)}: {first}") from None
+
+
+def _load_pickled(path: Path, files: list[Path], auto_class: Any, config: Any, **kwargs: Any) -> PreTrainedModel:
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            part = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # an UnpicklingError for anything but plain tensors
+            raise LuminaryError(f"{file}: refused by torch.load(weights_only=True): {str(exc).splitlines()[0]}") from None
+        if not isinstance(part, dict):
+            raise LuminaryError(f"{file}: expected a state dict of tensors")
+        state.update(part)
+    dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
+    model = auto_class.from_config(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        problem = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise LuminaryError(f"{path}: weights do not fit {type(model).__name__}: {problem}")
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    path = Path(path)
+    if not path.is_dir():
+        raise LuminaryError(f"{path}: tokenizer folder not found")
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise LuminaryError(f"{path}: cannot load a tokenizer: {str(exc).splitlines()[0]}") from None

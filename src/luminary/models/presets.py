@@ -1,0 +1,77 @@
+"""Model families and presets, from a debug flavour to the published sizes.
+
+A preset is a family plus config values; :func:`build_model` makes a model
+with random weights from a preset name and a vocabulary size. Tiny presets let
+every recipe, plan and merge run on the CPU in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
+
+from luminary.core.errors import LuminaryError
+from luminary.models.crystal import CrystalConfig, CrystalForCausalLM
+
+FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "crystal": (CrystalConfig, CrystalForCausalLM),
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Crystal: μP width scale = 256 / hidden (CrystalCoder: 256 / 4096 = 0.0625)
+    "crystal-debug": dict(family="crystal", hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=256, width_scale=1.0),
+    "crystal-tiny": dict(family="crystal", hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=4, max_position_embeddings=512, width_scale=1.0),
+    "crystal-7b": dict(family="crystal", hidden_size=4096, intermediate_size=10922, num_hidden_layers=32,
+                       num_attention_heads=32, max_position_embeddings=2048, width_scale=0.0625),
+    "llama-debug": dict(family="llama", hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256),
+    "llama-tiny": dict(family="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512),
+    "llama-124m": dict(family="llama", hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                       num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=2048),
+    "llama-1b": dict(family="llama", hidden_size=2048, intermediate_size=5504, num_hidden_layers=16,
+                     num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048),
+}
+
+
+def build_config(preset: str, vocab_size: int, **overrides: Any) -> PretrainedConfig:
+    """A config from a preset name (``crystal-tiny``) or a family name (``llama``)."""
+    if preset in PRESETS:
+        values = dict(PRESETS[preset])
+        family = values.pop("family")
+    elif preset in FAMILIES:
+        family, values = preset, {}
+    else:
+        known = ", ".join(sorted(PRESETS) + sorted(FAMILIES))
+        raise LuminaryError(f"model: unknown preset or family '{preset}' (known: {known})")
+    values.update(overrides)
+    values["vocab_size"] = vocab_size
+    config_cls, _ = FAMILIES[family]
+    config = config_cls(**values)
+    check_heads(config)
+    return config
+
+
+def check_heads(config: PretrainedConfig) -> None:
+    heads = getattr(config, "num_attention_heads", None)
+    if heads and config.hidden_size % heads:
+        raise LuminaryError(
+            f"model: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}"
+        )
+
+
+def build_model(preset: str, vocab_size: int, seed: int | None = None, **overrides: Any) -> PreTrainedModel:
+    """A causal LM with fresh weights (seeded when ``seed`` is given)."""
+    import torch
+
+    config = build_config(preset, vocab_size, **overrides)
+    _, model_cls = FAMILIES[config.model_type]
+    if seed is not None:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return model_cls(config)
+    return model_cls(config)

@@ -1,0 +1,211 @@
+"""The Deployer: where and how a run executes (Redco's ``Deployer``).
+
+It owns the run folder, the seed, the device, mixed precision and compilation,
+and everything that differs between one process and many: splitting a global
+batch among data-parallel ranks, summing across them, gradient-sync control,
+clipping and saving. Trainer and Predictor call these verbs and nothing else
+about distribution, so the same user code runs in one CPU process or under
+``torchrun`` (``luminary.parallel`` adds meshes, FSDP2 and tensor parallelism).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import torch
+import torch.distributed as dist
+
+from luminary.core.errors import LuminaryError
+from luminary.core.progress import info
+from luminary.core.seed import seed_everything
+
+
+def _tree_to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _tree_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tree_to(v, device) for v in obj)
+    return obj
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under ``torch.compile``."""
+    return getattr(model, "_orig_mod", model)
+
+
+class Deployer:
+    """Run settings shared by Trainer and Predictor.
+
+    Args:
+        workdir: run folder (``metrics.jsonl``, ``checkpoints/``); None keeps nothing on disk.
+        seed: seeds Python, NumPy and torch at construction.
+        device: ``cpu``, ``cuda``, ...; default: CUDA when available.
+        mixed_precision: ``auto`` (bf16 autocast where the device supports it), ``bf16`` or ``no``.
+        compile: wrap the model with ``torch.compile``.
+        tp_size: tensor-parallel degree; the rest of the world is data parallel.
+    """
+
+    def __init__(
+        self,
+        workdir: str | Path | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        mixed_precision: Literal["auto", "bf16", "no"] = "auto",
+        compile: bool = False,
+        tp_size: int = 1,
+        verbose: bool = True,
+        parallel_overrides: dict[str, str] | None = None,
+    ):
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.seed = seed
+        self.compile = compile
+        self.verbose = verbose
+        self.tp_size = tp_size
+        self.parallel_overrides = parallel_overrides or {}
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if mixed_precision == "auto":
+            bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            mixed_precision = "bf16" if bf16_ok else "no"
+        self.mixed_precision = mixed_precision
+        self.mesh = None
+        if self.world_size > 1 or tp_size > 1:
+            from luminary.parallel.mesh import init_mesh
+
+            self.mesh = init_mesh(self.world_size, tp_size, self.device)
+        seed_everything(seed)
+
+    # --- who am I --------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def dp_size(self) -> int:
+        return self.world_size // self.tp_size
+
+    @property
+    def dp_rank(self) -> int:
+        return self.rank // self.tp_size
+
+    @property
+    def distributed(self) -> bool:
+        return self.mesh is not None
+
+    def log(self, message: str) -> None:
+        if self.verbose and self.is_main:
+            info(message)
+
+    # --- model -----------------------------------------------------------------
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move to the device; under a mesh apply TP then FSDP2; then compile."""
+        if self.distributed:
+            from luminary.parallel.apply import parallelize
+
+            model = parallelize(model, self.mesh, self.device, self.mixed_precision, self.parallel_overrides)
+        else:
+            model = model.to(self.device)
+        if self.compile:
+            model = torch.compile(model)
+        return model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.mixed_precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_context(self) -> contextlib.AbstractContextManager:
+        """What a forward pass runs inside (autocast; implicit replication under TP)."""
+        if self.distributed and self.tp_size > 1:
+            from luminary.parallel.apply import tp_forward_context
+
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.autocast())
+            stack.enter_context(tp_forward_context())
+            return stack
+        return self.autocast()
+
+    def to_device(self, batch: Any) -> Any:
+        return _tree_to(batch, self.device)
+
+    # --- data ------------------------------------------------------------------
+    def rank_slice(self, global_batch: int) -> tuple[int, int]:
+        """This rank's [start, stop) within a global batch (contiguous, equal parts)."""
+        if global_batch % self.dp_size:
+            raise LuminaryError(
+                f"global batch {global_batch} is not divisible by the {self.dp_size} data-parallel ranks"
+            )
+        part = global_batch // self.dp_size
+        return self.dp_rank * part, (self.dp_rank + 1) * part
+
+    # --- collectives (identity in one process) -----------------------------------
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if not self.distributed:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        dist.all_reduce(t, group=self.dp_group())
+        return t.tolist()
+
+    def all_gather_objects(self, obj: Any) -> list[Any]:
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.dp_size
+        dist.all_gather_object(out, obj, group=self.dp_group())
+        return out
+
+    def dp_group(self):
+        return self.mesh["dp"].get_group() if self.mesh is not None else None
+
+    def _comm_device(self) -> torch.device:
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    @contextlib.contextmanager
+    def gradient_sync(self, model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+        """Skip the gradient reduction on inner micro-batches (FSDP2)."""
+        if self.distributed and hasattr(unwrap(model), "set_requires_gradient_sync"):
+            unwrap(model).set_requires_gradient_sync(enabled)
+        yield
+
+    def grad_scale(self, total_count: float) -> float:
+        """Factor turning accumulated per-rank gradient sums into the global mean.
+
+        FSDP averages gradients over data-parallel ranks, so the sum over ranks is
+        dp_size × that average.
+        """
+        return (self.dp_size if self.distributed else 1) / max(total_count, 1e-12)
+
+    def clip_grad_norm(self, model: torch.nn.Module, max_norm: float | None) -> float:
+        """Global L2 norm of the gradients before clipping; clip when ``max_norm`` is set."""
+        params = [p for p in model.parameters() if p.grad is not None]
+        if self.distributed:
+            from luminary.parallel.apply import clip_grad_norm_across_meshes
+
+            return clip_grad_norm_across_meshes(params, max_norm)
+        if max_norm is None:
+            norms = torch._foreach_norm([p.grad for p in params])
+            return float(torch.linalg.vector_norm(torch.stack(norms)))
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+
+    # --- state -------------------------------------------------------------------
+    def full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The whole model's weights on the CPU (gathered from shards when distributed)."""
+        if self.distributed:
+            from luminary.parallel.checkpoint import gather_full_state_dict
+
+            return gather_full_state_dict(unwrap(model))
+        return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}

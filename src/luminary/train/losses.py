@@ -1,0 +1,61 @@
+"""Shared loss and collate functions for causal language modelling.
+
+``causal_lm_loss`` returns the mean next-token cross-entropy and the number of
+target tokens it averages over, so the Trainer can normalise by the global
+count of target tokens across micro-batches and ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+def causal_lm_collate(examples: list[Any], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad token sequences; labels are the inputs, ``-100`` on padding.
+
+    An example is a sequence of token ids, or a dict with ``input_ids`` (and
+    optionally ``labels`` with ``-100`` where no loss is wanted).
+    """
+    seqs, labels = [], []
+    for ex in examples:
+        ids = ex["input_ids"] if isinstance(ex, dict) else ex
+        ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        seqs.append(ids)
+        lab = ex.get("labels") if isinstance(ex, dict) else None
+        labels.append(ids if lab is None else torch.as_tensor(np.asarray(lab, dtype=np.int64)))
+    T = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    label_ids = torch.full((len(seqs), T), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, (s, lab) in enumerate(zip(seqs, labels)):
+        input_ids[i, : len(s)] = s
+        label_ids[i, : len(s)] = lab
+        mask[i, : len(s)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": label_ids}
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of position t predicting label t+1, and the target count.
+
+    logits: (B, T, V); labels: (B, T) with ``-100`` for no target.
+    """
+    targets = labels[:, 1:]
+    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    count = (targets != IGNORE).sum()
+    loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return loss / count.clamp(min=1), count
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True) -> dict[str, Any]:
+    """``loss_fn`` for causal LMs: mean next-token loss over the batch's target tokens."""
+    mask = batch.get("attention_mask")
+    kwargs = {} if mask is None or bool(mask.all()) else {"attention_mask": mask}
+    logits = model(input_ids=batch["input_ids"], **kwargs).logits
+    loss, count = token_cross_entropy(logits, batch["labels"])
+    return {"loss": loss, "count": count}

@@ -1,0 +1,128 @@
+"""Resume after a real SIGKILL, and a kill while a checkpoint is being written."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from luminary.train.checkpoint import list_checkpoints
+
+DETERMINISTIC = ("step", "loss", "lr", "grad_norm", "tokens", "batch_sha256")
+
+CONFIG = """\
+model: llama-debug
+tokenizer: {tokenizer}
+data: {{path: {data}, seq_len: 64}}
+train: {{per_device_batch_size: 4, accumulate_grad_batches: 2, max_steps: {steps}}}
+optimizer: {{lr: 0.003, weight_decay: 0.1}}
+schedule: {{kind: cosine, peak_lr: 0.003, warmup_steps: 3}}
+checkpoints: {{every: 4, keep_last: 2}}
+mixed_precision: "no"
+seed: 7
+"""
+
+
+def env():
+    e = dict(os.environ, LUMINARY_QUIET="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return e
+
+
+def train_cmd(config, out, resume=False):
+    cmd = [sys.executable, "-m", "luminary", "train", str(config), "--out", str(out)]
+    return cmd + (["--resume"] if resume else [])
+
+
+def rows(path):
+    return [[r[k] for k in DETERMINISTIC] for r in map(json.loads, Path(path).read_text().splitlines())]
+
+
+@pytest.fixture
+def config(tmp_path, tokenizer_dir, stdlib_texts):
+    data = tmp_path / "corpus"
+    data.mkdir()
+    for i, text in enumerate(stdlib_texts[:6]):
+        (data / f"{i}.py").write_text(text)
+    path = tmp_path / "train.yaml"
+    path.write_text(CONFIG.format(tokenizer=tokenizer_dir, data=data, steps=24))
+    return path
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, config):
+    ref = tmp_path / "ref"
+    subprocess.run(train_cmd(config, ref), check=True, env=env(), capture_output=True)
+    expected = rows(ref / "metrics.jsonl")
+    assert len(expected) == 24
+
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(12):
+        proc = subprocess.Popen(train_cmd(config, out, resume=attempt > 0), env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # wait until training is under way, then kill at a random moment
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 1:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        else:
+            break
+        if kills >= 3:
+            break
+    assert kills >= 1
+    subprocess.run(train_cmd(config, out, resume=True), check=True, env=env(), capture_output=True)
+    assert rows(out / "metrics.jsonl") == expected
+    # the final weights are identical too
+    a = (ref / "checkpoints" / "step_000024" / "model.safetensors").read_bytes()
+    b = (out / "checkpoints" / "step_000024" / "model.safetensors").read_bytes()
+    assert a == b
+
+
+KILL_DURING_SAVE = textwrap.dedent("""
+    import sys, time
+    import luminary.core.io as io
+    import luminary.train.checkpoint as ckpt
+    calls = {"n": 0}
+    real = io.write_manifest
+    def slow_manifest(root):
+        calls["n"] += 1
+        if calls["n"] == 2:          # the second checkpoint: stop half-way
+            print("WRITING", flush=True)
+            time.sleep(60)
+        return real(root)
+    ckpt.write_manifest = slow_manifest
+    from luminary.cli.app import main
+    main(sys.argv[1:])
+""")
+
+
+def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, config):
+    out = tmp_path / "run"
+    script = tmp_path / "slow.py"
+    script.write_text(KILL_DURING_SAVE)
+    proc = subprocess.Popen([sys.executable, str(script), "train", str(config), "--out", str(out)],
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout.readline().strip() == "WRITING"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers, "the partial checkpoint should be on disk under its temporary name"
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [4]
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "step_000004")
+    subprocess.run(train_cmd(config, out, resume=True), check=True, env=env(), capture_output=True)
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [20, 24]
