@@ -28,6 +28,8 @@ app = typer.Typer(
 MODULES = [
     "luminary.cli.train",
     "luminary.cli.generate",
+    "luminary.cli.pretrain",
+    "luminary.cli.data",
 ]
 
 

@@ -1,0 +1,96 @@
+"""Fill-in-the-middle (FIM) as Crystal applies it (``specs/crystal.md``).
+
+Per document, at sample time: split the document's text at two uniformly random
+character positions into prefix, middle and suffix; with probability ``spm``
+emit SPM ``<fim_prefix><fim_suffix> suffix <fim_middle> prefix middle``,
+otherwise PSM ``<fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle``;
+then truncate (the suffix) or pad (with ``<fim_pad>``) back to the document's
+original token length, so that samples keep their length.
+
+Within a packed sample, the "documents" are the segments between EOS tokens
+(a document cut by the window's edge is transformed as the part that is there).
+Every random draw comes from a generator seeded by the global sample index, so
+the transformation is a pure function of (seed, sample index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    prefix: int
+    middle: int
+    suffix: int
+    pad: int
+    eos: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "FimTokens":
+        from luminary.data.tokenizer import FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
+
+        ids = tokenizer.convert_tokens_to_ids([FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD])
+        unk = tokenizer.unk_token_id
+        if any(i is None or (unk is not None and i == unk) for i in ids):
+            raise ValueError("tokenizer has no FIM special tokens")
+        return cls(*ids, eos=tokenizer.eos_token_id)
+
+
+def permute(
+    tokens: np.ndarray, rng: np.random.Generator, spm_rate: float, fim: FimTokens, encode, decode,
+    truncate: bool = True,
+) -> np.ndarray:
+    """One document segment in FIM form (PSM or SPM), same length when ``truncate``."""
+    text = decode(tokens)
+    lo, hi = sorted(rng.integers(0, len(text) + 1, size=2))
+    prefix, middle, suffix = (np.asarray(encode(t), dtype=np.int64) for t in (text[:lo], text[lo:hi], text[hi:]))
+    if truncate:
+        diff = len(prefix) + len(middle) + len(suffix) + 3 - len(tokens)
+        if diff > 0:
+            suffix = suffix[: max(len(suffix) - diff, 0)]
+        elif diff < 0:
+            suffix = np.concatenate([suffix, np.full(-diff, fim.pad, dtype=np.int64)])
+    if rng.random() < spm_rate:
+        parts = [[fim.prefix, fim.suffix], suffix, [fim.middle], prefix, middle]
+    else:
+        parts = [[fim.prefix], prefix, [fim.suffix], suffix, [fim.middle], middle]
+    out = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+    return out[: len(tokens)] if truncate else out
+
+
+def apply_fim(
+    sample: np.ndarray, rng: np.random.Generator, rate: float, spm_rate: float, fim: FimTokens, encode, decode
+) -> tuple[np.ndarray, int]:
+    """Apply FIM with probability ``rate`` to each EOS-separated segment of a sample.
+
+    Returns the new sample (same length) and how many segments were transformed.
+    """
+    if rate <= 0:
+        return sample, 0
+    ends = np.flatnonzero(sample == fim.eos)
+    bounds = [0, *(ends + 1).tolist()]
+    if bounds[-1] != len(sample):
+        bounds.append(len(sample))
+    pieces, done = [], 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg = sample[a:b]
+        body, tail = (seg[:-1], seg[-1:]) if len(seg) and seg[-1] == fim.eos else (seg, seg[:0])
+        if len(body) > 0 and rng.random() < rate:
+            body = permute(body, rng, spm_rate, fim, encode, decode)
+            done += 1
+        pieces.extend([body, tail])
+    return np.concatenate(pieces).astype(np.int64), done
+
+
+def unpermute(tokens: np.ndarray, fim: FimTokens) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prefix, middle, suffix) token arrays of a FIM segment (pads dropped); inverse of :func:`permute`."""
+    t = tokens[tokens != fim.pad]
+    assert t[0] == fim.prefix
+    mid = int(np.flatnonzero(t == fim.middle)[0])
+    if t[1] == fim.suffix:  # SPM: <pre><suf> suffix <mid> prefix middle (prefix/middle boundary is lost)
+        return np.asarray([], dtype=np.int64), t[mid + 1 :], t[2:mid]
+    suf = int(np.flatnonzero(t == fim.suffix)[0])
+    return t[1:suf], t[mid + 1 :], t[suf + 1 : mid]

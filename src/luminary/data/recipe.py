@@ -1,0 +1,152 @@
+"""The pretraining recipe: sources, phases, model, training, checkpoints.
+
+A YAML file maps onto :class:`Recipe`; this module is the one place where its
+defaults live. ``examples/crystal-tiny.yaml`` mirrors Crystal's three phases.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from luminary.core.config import Config
+from luminary.core.errors import LuminaryError
+from luminary.data.sources import SourceConfig, check_source
+from luminary.train.optim import OptimizerConfig
+from luminary.train.schedules import ScheduleConfig
+
+
+class TokenizerConfig(Config):
+    path: str | None = Field(None, description="an existing tokenizer folder")
+    vocab_size: int = Field(4096, ge=300, description="when training a byte-level BPE")
+    sample_docs: int = Field(300, ge=1, description="documents per source to train the tokenizer on")
+    min_frequency: int = Field(2, ge=1)
+
+
+class FimConfig(Config):
+    rate: float = Field(0.0, ge=0, le=1)
+    spm: float = Field(0.5, ge=0, le=1, description="share of FIM documents in SPM order")
+
+
+class PhaseConfig(Config):
+    name: str
+    steps: int | None = Field(None, description="length in optimizer steps")
+    tokens: int | None = Field(None, description="length in tokens (rounded up to whole steps)")
+    weights: dict[str, float]
+    fim: FimConfig = FimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _length(self):
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one of steps or tokens")
+        if (self.steps is not None and self.steps <= 0) or (self.tokens is not None and self.tokens <= 0):
+            raise ValueError("a phase must have a positive length")
+        for source, weight in self.weights.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of '{source}' must be >= 0, got {weight}")
+        if not any(w > 0 for w in self.weights.values()):
+            raise ValueError("all weights are zero")
+        return self
+
+
+class ModelConfig(Config):
+    preset: str = "crystal-tiny"
+    overrides: dict[str, Any] = {}
+    vocab_size: int | None = Field(None, ge=1, description="default: the tokenizer's size")
+
+
+class PretrainTrainConfig(Config):
+    global_batch: int = Field(16, ge=1, description="sequences per optimizer step")
+    micro_batch: int = Field(16, ge=1, description="sequences per forward on one device")
+    seq_len: int = Field(256, ge=8)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, betas=(0.9, 0.95), eps=1e-9, weight_decay=0.1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
+    compile: bool = False
+    tp_size: int = Field(1, ge=1)
+
+
+class CheckpointsConfig(Config):
+    count: int | None = Field(None, ge=1, description="evenly spaced over the run, as LLM360")
+    every: int | None = Field(None, ge=1)
+    phase_ends: bool = True
+
+    @model_validator(mode="after")
+    def _one(self):
+        if self.count is not None and self.every is not None:
+            raise ValueError("give count or every, not both")
+        return self
+
+
+class ValidationConfig(Config):
+    samples_per_source: int = Field(16, ge=0)
+    batch_size: int = Field(16, ge=1)
+
+
+class Recipe(Config):
+    name: str = "run"
+    seed: int = 1
+    sources: dict[str, SourceConfig]
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    data_dir: str | None = Field(None, description="token shards; default: RUN/data")
+    model: ModelConfig = ModelConfig()
+    train: PretrainTrainConfig = PretrainTrainConfig()
+    phases: list[PhaseConfig]
+    checkpoints: CheckpointsConfig = CheckpointsConfig(count=8)
+    validation: ValidationConfig = ValidationConfig()
+    completion_prompt: str | None = Field(None, description="printed with its completion at the end")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.sources:
+            raise ValueError("no sources")
+        if not self.phases:
+            raise ValueError("no phases")
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError("phase names must be unique")
+        return self
+
+
+def check_recipe(recipe: Recipe, source_file: str = "recipe") -> None:
+    """Checks that need the whole recipe; errors name the field."""
+    t = recipe.train
+    if t.global_batch % t.micro_batch:
+        raise LuminaryError(f"{source_file}: train.global_batch {t.global_batch} is not a multiple of "
+                            f"train.micro_batch {t.micro_batch}")
+    for i, phase in enumerate(recipe.phases):
+        for source in phase.weights:
+            if source not in recipe.sources:
+                raise LuminaryError(f"{source_file}: phases[{i}].weights.{source}: unknown source "
+                                    f"(sources are: {', '.join(recipe.sources)})")
+        if i == 0 and (phase.schedule.kind == "continue" or phase.schedule.peak_lr == "continue"):
+            raise LuminaryError(f"{source_file}: phases[0].schedule: 'continue' needs a previous phase")
+    for name, source in recipe.sources.items():
+        check_source(name, source)
+    vocab = recipe.model.vocab_size
+    if vocab is not None:
+        needed = tokenizer_size(recipe.tokenizer)
+        if needed > vocab:
+            raise LuminaryError(f"{source_file}: model.vocab_size: {vocab} does not fit the tokenizer's "
+                                f"{needed} tokens")
+
+
+def tokenizer_size(config: TokenizerConfig) -> int:
+    """Tokens the recipe's tokenizer will have (read from its folder, or the size to train)."""
+    if config.path is None:
+        return config.vocab_size
+    from transformers import AutoTokenizer
+
+    folder = Path(config.path)
+    if not (folder / "tokenizer.json").is_file():
+        raise LuminaryError(f"tokenizer.path: {folder} has no tokenizer.json")
+    return len(AutoTokenizer.from_pretrained(str(folder)))
+
+
+def phase_steps(recipe: Recipe) -> list[int]:
+    tokens_per_step = recipe.train.global_batch * recipe.train.seq_len
+    return [p.steps if p.steps is not None else math.ceil(p.tokens / tokens_per_step) for p in recipe.phases]

@@ -1,0 +1,204 @@
+"""``luminary pretrain RECIPE``: prepare data, train every phase, evaluate, report.
+
+One CPU process:   luminary pretrain examples/crystal-tiny.yaml --out runs/crystal-tiny
+Many processes:    torchrun --nproc-per-node 2 -m luminary pretrain RECIPE --out DIR
+A GPU:             the same; the Deployer picks CUDA and bf16 autocast.
+
+The run folder holds run.json (the resolved recipe), recipe.lock.json,
+tokenizer/, data/ (token shards), metrics.jsonl (one line a step: phase, loss,
+lr, grad_norm, tokens per source, batch hash; per-source validation loss at
+each checkpoint) and checkpoints/step_NNNNNN/.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from luminary.core.config import dump_config, load_config, validate
+from luminary.core.errors import LuminaryError
+from luminary.core.runs import read_metrics, write_run_json
+from luminary.data.prepare import PreparedData, check_lock, prepare
+from luminary.data.recipe import Recipe, check_recipe, phase_steps
+from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
+from luminary.train.losses import IGNORE, token_cross_entropy
+from luminary.train.trainer import Callback
+
+
+def pretrain_collate(examples: list[dict], fim_pad: int | None = None) -> dict[str, torch.Tensor]:
+    """Stack fixed-length samples; ``<fim_pad>`` positions are not predicted."""
+    ids = torch.as_tensor(np.stack([e["input_ids"] for e in examples]))  # (B, T+1)
+    labels = ids.clone()
+    if fim_pad is not None:
+        labels[labels == fim_pad] = IGNORE
+    return {"input_ids": ids, "labels": labels}
+
+
+def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool) -> dict[str, Any]:
+    logits = model(input_ids=batch["input_ids"]).logits
+    loss, count = token_cross_entropy(logits, batch["labels"])
+    return {"loss": loss, "count": count}
+
+
+def checkpoint_steps(recipe: Recipe, total: int, boundaries: list[int]) -> list[int]:
+    """Steps (updates done) to checkpoint at: evenly spaced, every N, and phase ends."""
+    c = recipe.checkpoints
+    steps = set()
+    if c.count:
+        steps |= {max(1, round(total * (i + 1) / c.count)) for i in range(c.count)}
+    if c.every:
+        steps |= set(range(c.every, total + 1, c.every))
+    if c.phase_ends:
+        steps |= {b for b in boundaries[1:] if b > 0} | {total}
+    return sorted(s for s in steps if 0 < s <= total)
+
+
+class PretrainLog(Callback):
+    """Adds the phase, tokens per source, and per-source validation loss to each record."""
+
+    def __init__(self, data: PreparedData, eval_steps: list[int], batch_size: int):
+        self.mixture = data.mixture
+        self.eval_steps = set(eval_steps)
+        self.batch_size = batch_size
+        self.seq_len = data.mixture.sources[0].seq_len
+        self.validation = {n: data.mixture.validation(d) for d, n in enumerate(data.mixture.names)}
+
+    def source_tokens(self, steps_done: int) -> dict[str, int]:
+        """Tokens seen per source after ``steps_done`` steps (a pure function of the recipe)."""
+        m = self.mixture
+        counts = np.zeros(len(m.names), dtype=np.int64)
+        for p, phase in enumerate(m.phases):
+            done = min(max(steps_done - phase.start_step, 0), phase.steps)
+            if done:
+                assign, _ = m.blend(p)
+                counts += np.bincount(assign[: done * m.global_batch], minlength=len(m.names))
+        return {n: int(c) * self.seq_len for n, c in zip(m.names, counts)}
+
+    def on_step_end(self, trainer, record):
+        step = record["step"]
+        record["phase"] = self.mixture.phases[self.mixture.phase_of_step(step)].name
+        record["source_tokens"] = self.source_tokens(step + 1)
+        if step + 1 in self.eval_steps:
+            record["val_loss"] = {
+                name: trainer.evaluate(examples, self.batch_size)["loss"]
+                for name, examples in self.validation.items() if examples
+            }
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    records: list[dict]
+    lock: dict
+    completion: str | None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    recipe = load_config(path, Recipe)
+    check_recipe(recipe, str(path))
+    return recipe
+
+
+def build_pretrain_model(recipe: Recipe, tokenizer, seed: int):
+    from luminary.models import build_model
+
+    vocab = recipe.model.vocab_size or len(tokenizer)
+    if len(tokenizer) > vocab:
+        raise LuminaryError(f"model.vocab_size: {vocab} is smaller than the tokenizer's {len(tokenizer)} tokens")
+    return build_model(recipe.model.preset, vocab, seed=seed, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       **recipe.model.overrides)
+
+
+def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: bool = False) -> PretrainResult:
+    recipe = load_recipe(recipe_path)
+    run_dir = Path(out) if out else Path("runs") / recipe.name
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise LuminaryError(f"{run_dir}: run folder exists; pass --resume to continue it or choose another --out")
+    t = recipe.train
+    deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
+                        tp_size=t.tp_size)
+    if t.global_batch % (t.micro_batch * deployer.dp_size):
+        raise LuminaryError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch × "
+                            f"data-parallel ranks ({t.micro_batch} × {deployer.dp_size})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = _prepare_collectively(recipe, run_dir, deployer)
+    model = build_pretrain_model(recipe, data.tokenizer, recipe.seed)
+    steps = phase_steps(recipe)
+    schedule = build_phased_schedule([p.schedule for p in recipe.phases], steps,
+                                     [f"phases[{i}].schedule" for i in range(len(steps))])
+    total = sum(steps)
+    boundaries = [p.start_step for p in data.mixture.phases]
+    ckpt_steps = checkpoint_steps(recipe, total, boundaries)
+    if deployer.is_main:
+        write_run_json(run_dir, dump_config(recipe), recipe.seed, {"recipe_file": str(recipe_path)})
+    fim_pad = data.mixture.fim_tokens.pad if data.mixture.fim_tokens else None
+    trainer = Trainer(
+        deployer, functools.partial(pretrain_collate, fim_pad=fim_pad), pretrain_loss, model,
+        optimizer=t.optimizer, lr_schedule=schedule,
+        accumulate_grad_batches=t.global_batch // (t.micro_batch * deployer.dp_size),
+        max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,
+        callbacks=[PretrainLog(data, ckpt_steps, recipe.validation.batch_size)],
+    )
+    trainer.fit(data.mixture, t.micro_batch, max_steps=total, resume=resume,
+                checkpoint=CheckpointPolicy(steps=ckpt_steps, at_end=True))
+    records = read_metrics(run_dir / "metrics.jsonl")
+    completion = None
+    if recipe.completion_prompt and deployer.is_main:
+        completion = complete(trainer.model, data.tokenizer, recipe.completion_prompt)
+    return PretrainResult(run_dir, records, data.lock, completion)
+
+
+def _prepare_collectively(recipe: Recipe, run_dir: Path, deployer: Deployer) -> PreparedData:
+    """Rank 0 tokenizes; the other ranks wait, then open the same shards."""
+    if deployer.is_main:
+        data = prepare(recipe, run_dir)
+        check_lock(run_dir, data.lock)
+    deployer.barrier()
+    if not deployer.is_main:
+        data = prepare(recipe, run_dir)
+    return data
+
+
+def complete(model: torch.nn.Module, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
+    from luminary.train.deployer import unwrap
+
+    model = unwrap(model)
+    model.eval()
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return prompt + tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def open_run(run_dir: str | Path) -> tuple[Recipe, PreparedData]:
+    """The recipe and data of an existing run folder (shards reused, nothing retrained)."""
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        raise LuminaryError(f"{run_dir}: not a pretraining run folder (no run.json)")
+    recipe = validate(Recipe, json.loads(run_json.read_text())["config"], str(run_json))
+    return recipe, prepare(recipe, run_dir)
+
+
+def summary_table(result: PretrainResult) -> tuple[list[str], list[list[str]]]:
+    """Rows: per phase, tokens per source and per-source validation loss at its end."""
+    names = list(result.lock["sources"])
+    by_step = {r["step"]: r for r in result.records}
+    header = ["phase", "steps"] + [f"{n} tokens" for n in names] + [f"{n} val loss" for n in names]
+    rows = []
+    for phase in result.lock["phases"]:
+        end = phase["start_step"] + phase["steps"] - 1
+        val = by_step.get(end, {}).get("val_loss", {})
+        rows.append([phase["name"], str(phase["steps"])]
+                    + [f"{phase['tokens_per_source'][n]:,}" for n in names]
+                    + [f"{val[n]:.3f}" if n in val else "-" for n in names])
+    return header, rows
