@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sysconfig
 from pathlib import Path
@@ -12,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -79,3 +81,54 @@ def cli(capsys):
         return CliResult(code, out.out, out.err)
 
     return invoke
+
+
+# --- a small pretraining run and its release, shared by the release and analysis tests ---
+
+RELEASE_RECIPE = {
+    "name": "tiny-release",
+    "seed": 11,
+    "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None}},
+    "tokenizer": {"path": None},
+    "model": {"preset": "crystal-debug"},
+    "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48, "mixed_precision": "no"},
+    "phases": [
+        {"name": "p1", "steps": 5, "weights": {"prose": 0.8, "code": 0.2},
+         "schedule": {"kind": "linear", "peak_lr": 0.003, "warmup_steps": 1, "decay_steps": 30}},
+        {"name": "p2", "steps": 5, "weights": {"prose": 0.3, "code": 0.7}, "fim": {"rate": 0.5},
+         "schedule": {"kind": "linear", "peak_lr": "continue", "warmup_steps": 1}},
+    ],
+    "checkpoints": {"every": 3},
+    "validation": {"samples_per_source": 4, "batch_size": 4},
+}
+
+
+@pytest.fixture(scope="session")
+def release_recipe(tmp_path_factory, tokenizer_dir, stdlib_texts):
+    root = tmp_path_factory.mktemp("release_recipe")
+    code = root / "code"
+    code.mkdir()
+    for i, text in enumerate(stdlib_texts[:10]):
+        (code / f"m{i}.py").write_text(text)
+    data = json.loads(json.dumps(RELEASE_RECIPE))
+    data["sources"]["code"]["path"] = str(code)
+    data["tokenizer"]["path"] = str(tokenizer_dir)
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, release_recipe):
+    from luminary.pretrain.runner import pretrain
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    pretrain(release_recipe, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def release_dir(tmp_path_factory, run_dir):
+    from luminary.release import make_release
+
+    return make_release(run_dir, tmp_path_factory.mktemp("releases") / "rel")

@@ -30,6 +30,7 @@ MODULES = [
     "luminary.cli.generate",
     "luminary.cli.pretrain",
     "luminary.cli.data",
+    "luminary.cli.release",
 ]
 
 

@@ -170,8 +170,12 @@ def read_manifest(root: str | Path) -> dict[str, str]:
     return entries
 
 
-def verify_manifest(root: str | Path) -> list[str]:
-    """Problems found against the manifest: changed, missing or unlisted files."""
+def verify_manifest(root: str | Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Problems found against the manifest: changed, missing or unlisted files.
+
+    ``ignore``: top-level folders holding derived files (analyses, reports) that
+    were added after the manifest and are not part of what it certifies.
+    """
     root = Path(root)
     expected = read_manifest(root)
     problems = []
@@ -183,7 +187,7 @@ def verify_manifest(root: str | Path) -> list[str]:
             problems.append(f"{rel}: sha256 differs from the manifest")
     for path in _manifest_files(root):
         rel = path.relative_to(root).as_posix()
-        if rel not in expected:
+        if rel not in expected and rel.split("/")[0] not in ignore:
             problems.append(f"{rel}: not in the manifest")
     return problems
 

@@ -34,15 +34,18 @@ def tokenizer_hash(tokenizer_dir: Path) -> str:
     return sha256_file(Path(tokenizer_dir) / "tokenizer.json")
 
 
-def _init_worker(tokenizer_file: str) -> None:
+def _init_worker(tokenizer_file: str, eos_id: int, dtype: str) -> None:
     global _worker_tokenizer
     from tokenizers import Tokenizer
 
-    _worker_tokenizer = Tokenizer.from_file(tokenizer_file)
+    _worker_tokenizer = (Tokenizer.from_file(tokenizer_file), eos_id, np.dtype(dtype))
 
 
-def _encode(texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in _worker_tokenizer.encode_batch(texts, add_special_tokens=False)]
+def _encode(texts: list[str]) -> tuple[bytes, list[int]]:
+    """Token bytes of a chunk of documents (each + EOS) and each document's length."""
+    tok, eos, dtype = _worker_tokenizer
+    arrays = [np.asarray(e.ids + [eos], dtype=dtype) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    return np.concatenate(arrays).tobytes(), [len(a) for a in arrays]
 
 
 @dataclass
@@ -78,7 +81,7 @@ def build_shard(
     eos_id: int,
     vocab_size: int,
     workers: int | None = None,
-    chunk: int = 32,
+    chunk: int = 64,
 ) -> Shard:
     """Tokenize ``texts`` into ``folder`` unless an identical shard is already there."""
     folder = Path(folder)
@@ -92,19 +95,15 @@ def build_shard(
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
     chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
     with atomic_dir(folder, overwrite=True) as tmp:
-        lengths = np.zeros(len(texts), dtype=np.int64)
+        lengths: list[int] = []
         with open(tmp / "tokens.bin", "wb") as out, progress_bar(f"tokenize {name}", len(texts)) as bar:
             with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(str(Path(tokenizer_dir) / "tokenizer.json"),)) as pool:
-                i = 0
-                for encoded in pool.map(_encode, chunks):
-                    for ids in encoded:
-                        ids.append(eos_id)
-                        out.write(np.asarray(ids, dtype=dtype).tobytes())
-                        lengths[i] = len(ids)
-                        i += 1
-                    bar.advance(len(encoded))
-        doc_index = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+                                     initargs=(str(Path(tokenizer_dir) / "tokenizer.json"), eos_id, dtype.name)) as pool:
+                for data, sizes in pool.map(_encode, chunks):
+                    out.write(data)
+                    lengths.extend(sizes)
+                    bar.advance(len(sizes))
+        doc_index = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
         np.save(tmp / "doc_index.npy", doc_index)
         meta = {
             "name": name,
