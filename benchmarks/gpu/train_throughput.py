@@ -1,0 +1,144 @@
+"""Training throughput on one GPU: luminary's Trainer against plain transformers.
+
+Two Llama-shaped configs (vocab 32000, sequence 2048): 124M (hidden 768,
+12 layers, 12 heads, FFN 2048) and ~1B (hidden 2048, 16 layers, 16 heads,
+FFN 5504). For each, four variants in one process: plain transformers eager
+and compiled (model(..., labels).loss under bf16 autocast, backward, clip 1.0,
+fused AdamW), and luminary's Trainer eager and compiled (the same model,
+optimizer and batches; it also hashes every batch and logs every step).
+Prints a table and one JSON object: tokens/s and MFU of each, and the ratios.
+
+    PYTHONPATH=src python benchmarks/gpu/train_throughput.py [--steps 10] [--only 124m]
+
+MFU = (6·N + 12·L·d·T) · tokens/s / peak, N the parameters that take part in
+matrix products (all but the input embedding), peak 989 TFLOP/s (H100/H200
+dense bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+
+os.environ.setdefault("LUMINARY_QUIET", "1")
+
+import numpy as np
+import torch
+
+from luminary.models import build_model
+from luminary.train import Deployer, OptimizerConfig, Trainer
+from luminary.train.losses import token_cross_entropy
+
+PEAK = 989e12
+VOCAB, SEQ = 32000, 2048
+CONFIGS = {"124m": ("llama-124m", 16), "1b": ("llama-1b", 8)}
+
+
+def flops_per_token(model) -> float:
+    cfg = model.config
+    n = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+    return 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * SEQ
+
+
+def data(batch: int, steps: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, VOCAB, SEQ + 1, dtype=np.int64) for _ in range(batch * steps)]
+
+
+def run_hf(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> float:
+    model = build_model(preset, VOCAB, seed=0).cuda()
+    fwd = torch.compile(model) if compiled else model
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    examples = data(batch, warmup + steps)
+    start = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        ids = torch.as_tensor(np.stack(examples[step * batch : (step + 1) * batch])).cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    return steps * batch * (SEQ + 1) / (time.perf_counter() - start)
+
+
+def lm_loss(model, batch, is_training):
+    logits = model(input_ids=batch["input_ids"]).logits
+    loss, count = token_cross_entropy(logits, batch["input_ids"])
+    return {"loss": loss, "count": count}
+
+
+def collate(examples):
+    return {"input_ids": torch.as_tensor(np.stack(examples))}
+
+
+def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> float:
+    model = build_model(preset, VOCAB, seed=0)
+    deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled)
+    trainer = Trainer(deployer, collate, lm_loss, model,
+                      OptimizerConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), max_grad_norm=1.0)
+    stamps = {}
+
+    class Clock:
+        def on_fit_start(self, t): ...
+        def on_step_start(self, t, step):
+            if step == warmup:
+                torch.cuda.synchronize()
+                stamps["start"] = time.perf_counter()
+        def on_step_end(self, t, record): ...
+        def on_checkpoint(self, t, folder): ...
+
+    trainer.callbacks.append(Clock())
+    trainer.fit(data(batch, warmup + steps), batch, max_steps=warmup + steps, shuffle=False)
+    torch.cuda.synchronize()
+    return steps * batch * (SEQ + 1) / (time.perf_counter() - stamps["start"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--only", choices=list(CONFIGS), default=None)
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "seq_len": SEQ, "configs": {}}
+    for name, (preset, batch) in CONFIGS.items():
+        if args.only and name != args.only:
+            continue
+        probe = build_model(preset, VOCAB, seed=0)
+        fpt = flops_per_token(probe)
+        params = sum(p.numel() for p in probe.parameters())
+        del probe
+        row = {"params": params, "micro_batch": batch}
+        for label, fn, compiled in [("hf_eager", run_hf, False), ("ours_eager", run_ours, False),
+                                    ("hf_compiled", run_hf, True), ("ours_compiled", run_ours, True)]:
+            try:
+                tps = fn(preset, batch, args.steps, args.warmup, compiled)
+                row[label] = {"tokens_per_s": round(tps), "mfu": round(tps * fpt / PEAK, 4)}
+            except Exception as exc:  # report and go on: one failure must not lose the other numbers
+                row[label] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch._dynamo.reset()
+            print(name, label, row[label], flush=True)
+        for mode in ("eager", "compiled"):
+            ours, hf = row.get(f"ours_{mode}", {}), row.get(f"hf_{mode}", {})
+            if "tokens_per_s" in ours and "tokens_per_s" in hf:
+                row[f"ratio_{mode}"] = round(ours["tokens_per_s"] / hf["tokens_per_s"], 4)
+        results["configs"][name] = row
+    out = os.environ.get("OUT")
+    if out:
+        with open(os.path.join(out, "train_throughput.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
