@@ -26,17 +26,22 @@ class PolicyConfig(Config):
     allow_pickle: bool = False
 
 
+class InlineExample(Config):
+    source: str
+    target: str | None = None
+
+
 class DataConfig(Config):
     path: str | None = Field(None, description="JSONL with a source (and optionally a target) field per line")
     source_field: str = "source"
     target_field: str = "target"
-    prompts: list[str] | None = Field(None, description="sources given inline instead of a file")
+    examples: list[str | InlineExample] | None = Field(None, description="inline: sources, or {source, target}")
     eval_fraction: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.prompts is None):
-            raise ValueError("give exactly one of data.path and data.prompts")
+        if (self.path is None) == (self.examples is None):
+            raise ValueError("give exactly one of data.path and data.examples")
         return self
 
 

@@ -28,9 +28,9 @@ from luminary.rl.rewards import REWARDS, WeightedSum
 
 
 def read_examples(config: DataConfig) -> list[dict[str, Any]]:
-    """``{"source", "target"}`` examples from inline prompts or a JSONL file."""
-    if config.prompts is not None:
-        return [{"source": p, "target": None} for p in config.prompts]
+    """``{"source", "target"}`` examples, inline or from a JSONL file."""
+    if config.examples is not None:
+        return [{"source": e, "target": None} if isinstance(e, str) else e.model_dump() for e in config.examples]
     rows = read_jsonl(config.path, required=(config.source_field,))  # type: ignore[arg-type]
     if not rows:
         raise LuminaryError(f"data.path: {config.path} holds no examples")
