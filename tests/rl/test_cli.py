@@ -104,11 +104,14 @@ def test_sigkill_mid_run_then_resume_is_bit_exact(tmp_path, tokenizer_dir):
 
 
 def test_generate_from_a_trained_policy(tmp_path, tokenizer_dir, cli):
-    config = write_config(tmp_path / "rl.yaml", tokenizer_dir, steps=2)
+    config = write_config(tmp_path / "rl.yaml", tokenizer_dir, steps=2,
+                          **{"tokenizer: " + str(tokenizer_dir): f"tokenizer: {tokenizer_dir}, prompt_format: '# {{source}}'"})
     res = cli("rl", "train", config, "--out", tmp_path / "run")
     assert res.returncode == 0, res.stderr
     assert "reward" in res.stdout
     folder = tmp_path / "run" / "checkpoints" / "step_000002"
+    # the policy keeps its prompt format, so generation prompts as training did
+    assert json.loads((folder / "config.json").read_text())["luminary_prompt_format"] == "# {source}"
     res = cli("rl", "generate", folder, "-s", "def add(a, b):", "-s", "import os", "--beams", "2",
               "--max-new-tokens", "5")
     assert res.returncode == 0, res.stderr
@@ -163,3 +166,17 @@ def test_shipped_examples_validate(path):
 
     cfg = load_config(path, RLConfig)
     assert cfg.rewards and cfg.train.max_steps
+
+
+@pytest.mark.parametrize("name", ["rl-return-lines.yaml", "rl-keyword.yaml"])
+def test_shipped_examples_run_with_a_tiny_policy(tmp_path, tokenizer_dir, monkeypatch, name):
+    """The examples' data files and reward functions work (the demo's policy swapped for a tiny one)."""
+    from luminary.core.config import load_config
+    from luminary.rl.config import RLConfig
+    from luminary.rl.run import run_rl
+
+    monkeypatch.chdir(EXAMPLES_DIR.parent)
+    overrides = {"policy.model": "llama-debug", "policy.tokenizer": str(tokenizer_dir), "train.max_steps": 2,
+                 "sampling.max_new_tokens": 6, "mixed_precision": "no", "data.eval_fraction": 0.02}
+    records = run_rl(load_config(EXAMPLES_DIR / name, RLConfig, overrides), tmp_path / "run")
+    assert len(records) == 2 and all("reward_mean" in r and "entropy" in r for r in records)

@@ -21,7 +21,8 @@ from luminary.train.schedules import ScheduleConfig
 class PolicyConfig(Config):
     model: str = Field(description="a causal-LM or seq2seq folder, or a luminary preset (then give tokenizer)")
     tokenizer: str | None = None
-    prompt_format: str = Field("{source}", description="the causal LM's prompt; {source} is the example's source")
+    prompt_format: str | None = Field(None, description="the causal LM's prompt with {source}; default: the "
+                                      "folder's own (a luminary policy keeps it), else '{source}'")
     append_eos: bool = True
     allow_pickle: bool = False
 

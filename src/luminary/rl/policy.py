@@ -27,6 +27,9 @@ from luminary.core.errors import LuminaryError
 from luminary.train.deployer import unwrap
 
 
+PROMPT_FORMAT = "luminary_prompt_format"
+
+
 @dataclass
 class Sampling:
     """How actions are drawn: sampling with top-k / top-p, or greedy / beam decoding."""
@@ -93,15 +96,22 @@ class Policy:
     """A causal-LM or seq2seq model with its tokenizer, as a soft-Q policy.
 
     ``prompt_format`` builds the causal LM's prompt from a source text (BOS is
-    put first when the tokenizer has one). Dataset targets become actions:
-    their tokens, then EOS when ``append_eos`` and the tokenizer has one,
-    cut to ``max_new_tokens``.
+    put first when the tokenizer has one); it is kept in the model's config
+    (``luminary_prompt_format``), so a saved policy prompts the same way when
+    loaded (None: the config's, else ``{source}``). Dataset targets become
+    actions: their tokens, then EOS when ``append_eos`` and the tokenizer has
+    one, cut to ``max_new_tokens``.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = 32,
-                 prompt_format: str = "{source}", append_eos: bool = True, where: str = "policy"):
+                 prompt_format: str | None = None, append_eos: bool = True, where: str = "policy"):
         self.kind = model_kind(model, where)
         self.model, self.tokenizer = model, tokenizer
+        if prompt_format is None:
+            prompt_format = getattr(model.config, PROMPT_FORMAT, "{source}")
+        if "{source}" not in prompt_format:
+            raise LuminaryError(f"{where}: prompt_format {prompt_format!r} has no {{source}}")
+        setattr(model.config, PROMPT_FORMAT, prompt_format)
         self.max_new_tokens, self.prompt_format, self.append_eos = max_new_tokens, prompt_format, append_eos
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
@@ -129,7 +139,7 @@ class Policy:
             if self.kind == "seq2seq":
                 ids = tok(source, add_special_tokens=True)["input_ids"]
             else:
-                ids = tok(self.prompt_format.format(source=source), add_special_tokens=False)["input_ids"]
+                ids = tok(self.prompt_format.replace("{source}", source), add_special_tokens=False)["input_ids"]
                 if tok.bos_token_id is not None:
                     ids = [tok.bos_token_id] + ids
             if not ids:
