@@ -11,7 +11,7 @@ the same number of sequences of at most ``--max-new-tokens`` tokens:
   ``return`` lines of the standard library (limited good data, as the paper);
 - ``trl_grpo``: TRL's GRPOTrainer (on-policy only: TRL has no off-policy
   training), groups of 8 completions per prompt, the same sampling, no KL
-  term; run at three learning rates, the best one compared.
+  term; run at four learning rates, the best one compared.
 
 SQL uses the paper's settings (Adam lr 1e-3, clip 5, shaping [−50, 50],
 top-k 50) with τ = 0.01.
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--good", type=float, default=0.05)
     parser.add_argument("--sql-lr", type=float, default=1e-3)
     parser.add_argument("--tau", type=float, default=0.01)
-    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3],
+    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3],
                         help="TRL runs at each; the best final sampled reward is the one compared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench-sql-vs-trl"))

@@ -98,3 +98,23 @@ def test_the_trainer_logs_reward_spread_and_entropy(tmp_path, tokenizer):
         assert {"reward_mean", "reward_std", "entropy", "loss_on", "loss_off", "off_reward_mean"} <= set(row)
         assert row["reward_std"] >= 0 and row["entropy"] > 0
     assert (tmp_path / "checkpoints" / "step_000002" / "trainer_state" / "extra_target.safetensors").is_file()
+
+
+def test_a_seq2seq_policy_trains_in_mixed_mode(tokenizer):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
+                      decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config)
+    policy = Policy(model, tokenizer, max_new_tokens=8)
+    obj = SQLObjective(policy, TargetNetwork(model, tau=0.5), SentenceBLEU("target"),
+                       SQLSettings(sampling=Sampling(max_new_tokens=8)))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(Deployer(seed=0, mixed_precision="no", verbose=False), obj.collate, obj, model,
+                      callbacks=[SQLCallback(obj)])
+    records = trainer.fit(EXAMPLES, per_device_batch_size=4, max_steps=2)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert "loss_on" in records[0] and "loss_off" in records[0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

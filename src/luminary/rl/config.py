@@ -118,6 +118,8 @@ class SQLConfig(Config):
     def _sources(self):
         if self.off_policy == "behaviour" and self.behaviour is None and self.mode != "on":
             raise ValueError("off_policy 'behaviour' needs sql.behaviour (a model folder)")
+        if self.behaviour is not None and self.off_policy != "behaviour":
+            raise ValueError("sql.behaviour is given but sql.off_policy is not 'behaviour'")
         return self
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from luminary.core.config import dump_config
 from luminary.core.errors import LuminaryError
@@ -92,8 +93,9 @@ def run_rl(config: RLConfig, out: Path, resume: bool = False) -> list[dict]:
     if deployer.is_main:
         write_run_json(out, dump_config(config), config.seed)
     model = policy.model.to(deployer.device)
-    if behaviour is not None:
-        behaviour.model.to(deployer.device)
+    for helper in [behaviour] + [fn for _, _, fn in reward.terms]:  # behaviour and reward models
+        if isinstance(getattr(helper, "model", None), torch.nn.Module):
+            helper.model.to(deployer.device)
     target = TargetNetwork(model, update=config.target.update, tau=config.target.tau, every=config.target.every)
     replay = ReplayBuffer(s.replay_capacity, config.sampling.max_new_tokens, policy.pad_id) \
         if s.off_policy == "replay" else None
@@ -126,8 +128,6 @@ def run_rl(config: RLConfig, out: Path, resume: bool = False) -> list[dict]:
 def generate(model: str | Path, sources: list[str], num_beams: int = 10, sample: bool = False,
              sampling: SamplingConfig | None = None, seed: int = 0, allow_pickle: bool = False) -> list[str]:
     """Outputs of a trained policy folder: beam search by default, or sampling."""
-    import torch
-
     sampling = sampling or SamplingConfig()
     policy = Policy.load(model, allow_pickle=allow_pickle, max_new_tokens=sampling.max_new_tokens)
     how = sampling_of(sampling) if sample else Sampling(max_new_tokens=sampling.max_new_tokens, do_sample=False,

@@ -1,4 +1,4 @@
-"""The target network θ̄ of soft Q-learning and the callback that moves it.
+"""The target network θ̄ of soft Q-learning.
 
 θ̄ is a frozen copy of the policy that gives the value targets V̄ of the
 path-consistency losses. Before each optimizer update (Guo et al. 2022, as in
@@ -11,7 +11,9 @@ their ``_pre_steps``) it is moved towards the policy θ by
 
 No gradient reaches θ̄: its tensors do not require grad and it is evaluated
 under ``torch.no_grad``. :class:`TargetNetwork` has ``state_dict`` /
-``load_state_dict`` so that ``Trainer(state={"target": ...})`` checkpoints it.
+``load_state_dict`` so that ``Trainer(state={"target": ...})`` checkpoints it;
+``luminary.rl.sql.SQLCallback`` calls :meth:`TargetNetwork.update` at the
+start of every step.
 """
 
 from __future__ import annotations
@@ -49,19 +51,17 @@ class TargetNetwork:
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         """Move θ̄ towards θ = ``model`` before the update of ``step``."""
-        source = _tensors(unwrap(model))
-        names = list(_tensors(self.model))
-        mine = _tensors(self.model)
+        source, mine = _tensors(unwrap(model)), _tensors(self.model)
         if self.update_kind == "copy":
             if step % self.every == 0:
-                for name in names:
-                    mine[name].copy_(source[name])
+                for name, tensor in mine.items():
+                    tensor.copy_(source[name])
             return
-        floats = [n for n in names if mine[n].is_floating_point()]
+        floats = [n for n, t in mine.items() if t.is_floating_point()]
         torch._foreach_lerp_([mine[n] for n in floats], [source[n].detach() for n in floats], self.tau)
-        for name in names:
-            if not mine[name].is_floating_point():
-                mine[name].copy_(source[name])
+        for name, tensor in mine.items():
+            if not tensor.is_floating_point():  # integer buffers are copied
+                tensor.copy_(source[name])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: t.detach().clone() for name, t in _tensors(self.model).items()}
