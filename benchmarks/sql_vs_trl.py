@@ -9,6 +9,8 @@ the same number of sequences of at most ``--max-new-tokens`` tokens:
 - ``sql_mixed``: luminary SQL, mixed: the same samples plus off-policy
   demonstrations, of which ``--good`` are the target and the rest are other
   ``return`` lines of the standard library (limited good data, as the paper);
+- ``mle_demonstrations``: plain fine-tuning on the same demonstrations (no
+  reward, no sampling), to show what the demonstrations alone teach;
 - ``trl_grpo``: TRL's GRPOTrainer (on-policy only: TRL has no off-policy
   training), groups of 8 completions per prompt, the same sampling, no KL
   term; run at four learning rates, the best one compared.
@@ -99,6 +101,24 @@ def run_sql(mode: str, tokenizer, args) -> tuple[object, dict]:
     return policy, {"generated_tokens": int(round(tokens)), "sequences": args.steps * args.batch}
 
 
+def run_mle(tokenizer, args) -> tuple[object, dict]:
+    """Fine-tuning on the same demonstrations (teacher forcing, no reward)."""
+    from luminary.train import Deployer, OptimizerConfig, Trainer
+    from luminary.train.losses import causal_lm_collate, causal_lm_loss
+
+    policy = fresh_policy(tokenizer, args.max_new_tokens, args.seed)
+    data = []
+    for example in demonstrations(args.demos, args.good, args.seed):
+        prompt = policy.encode_sources([example["source"]])[0]
+        target = policy.encode_targets([example["target"]])[0]
+        data.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
+    trainer = Trainer(Deployer(seed=args.seed, mixed_precision="no", verbose=False, device="cpu"),
+                      causal_lm_collate, causal_lm_loss, policy.model,
+                      OptimizerConfig(lr=args.sql_lr, betas=(0.9, 0.999)), max_grad_norm=5.0)
+    trainer.fit(data, per_device_batch_size=args.batch, max_steps=args.steps)
+    return policy, {"generated_tokens": 0, "sequences": 0}
+
+
 def run_grpo(tokenizer, args, lr: float) -> tuple[object, dict]:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -151,7 +171,7 @@ def main() -> None:
     parser.add_argument("--good", type=float, default=0.05)
     parser.add_argument("--sql-lr", type=float, default=1e-3)
     parser.add_argument("--tau", type=float, default=0.01)
-    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3],
+    parser.add_argument("--grpo-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3, 1e-2],
                         help="TRL runs at each; the best final sampled reward is the one compared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench-sql-vs-trl"))
@@ -167,7 +187,8 @@ def main() -> None:
     tokenizer = train_bpe(stdlib_texts(), vocab_size=512)
     results = {}
     for name, run in (("sql_on", lambda: run_sql("on", tokenizer, args)),
-                      ("sql_mixed", lambda: run_sql("mixed", tokenizer, args))):
+                      ("sql_mixed", lambda: run_sql("mixed", tokenizer, args)),
+                      ("mle_demonstrations", lambda: run_mle(tokenizer, args))):
         policy, budget = run()
         results[name] = {**score(policy, args), **budget}
     by_lr = {}
