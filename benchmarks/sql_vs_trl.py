@@ -178,7 +178,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    import trl
+    try:
+        import trl
+    except ImportError:
+        sys.exit("error: TRL is not installed; pip install -e '.[bench]' (trl>=1.16)")
     from transformers.utils import logging as hf_logging
 
     from luminary.data.tokenizer import train_bpe
