@@ -31,6 +31,7 @@ MODULES = [
     "luminary.cli.pretrain",
     "luminary.cli.data",
     "luminary.cli.release",
+    "luminary.cli.rl",
 ]
 
 
