@@ -26,7 +26,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-bench: setup
+$(VENV)/.bench-stamp: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-stamp
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
