@@ -49,7 +49,8 @@ def data(batch: int, steps: int) -> list[np.ndarray]:
 
 
 def run_hf(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> float:
-    model = build_model(preset, VOCAB, seed=0).cuda()
+    with torch.device("cuda"):
+        model = build_model(preset, VOCAB, seed=0)
     fwd = torch.compile(model) if compiled else model
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     examples = data(batch, warmup + steps)
@@ -80,7 +81,8 @@ def collate(examples):
 
 
 def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> float:
-    model = build_model(preset, VOCAB, seed=0)
+    with torch.device("cuda"):
+        model = build_model(preset, VOCAB, seed=0)
     deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled)
     trainer = Trainer(deployer, collate, lm_loss, model,
                       OptimizerConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), max_grad_norm=1.0)
@@ -103,7 +105,7 @@ def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", choices=list(CONFIGS), default=None)
     args = parser.parse_args()
@@ -112,7 +114,8 @@ def main() -> None:
     for name, (preset, batch) in CONFIGS.items():
         if args.only and name != args.only:
             continue
-        probe = build_model(preset, VOCAB, seed=0)
+        with torch.device("meta"):
+            probe = build_model(preset, VOCAB)
         fpt = flops_per_token(probe)
         params = sum(p.numel() for p in probe.parameters())
         del probe

@@ -150,12 +150,13 @@ class Deployer:
         return self.dp_rank * part, (self.dp_rank + 1) * part
 
     # --- collectives (identity in one process) -----------------------------------
-    def all_reduce_sum(self, values: list[float]) -> list[float]:
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum of a tensor over data-parallel ranks (itself in one process)."""
         if not self.distributed:
             return values
-        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        t = values.to(self._comm_device())
         dist.all_reduce(t, group=self.dp_group())
-        return t.tolist()
+        return t.to(values.device)
 
     def all_gather_objects(self, obj: Any) -> list[Any]:
         if not self.distributed:
@@ -181,25 +182,30 @@ class Deployer:
             unwrap(model).set_requires_gradient_sync(enabled)
         yield
 
-    def grad_scale(self, total_count: float) -> float:
+    def grad_scale(self, total_count: torch.Tensor) -> torch.Tensor:
         """Factor turning accumulated per-rank gradient sums into the global mean.
 
         FSDP averages gradients over data-parallel ranks, so the sum over ranks is
-        dp_size × that average.
+        dp_size × that average. A tensor, so that no host sync is needed.
         """
-        return (self.dp_size if self.distributed else 1) / max(total_count, 1e-12)
+        return (self.dp_size if self.distributed else 1) / total_count.clamp(min=1e-12)
 
-    def clip_grad_norm(self, model: torch.nn.Module, max_norm: float | None) -> float:
-        """Global L2 norm of the gradients before clipping; clip when ``max_norm`` is set."""
-        params = [p for p in model.parameters() if p.grad is not None]
+    def clip_grad_norm(self, model: torch.nn.Module, max_norm: float | None,
+                       scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """Scale the gradients, clip them to ``max_norm``; returns the norm before clipping.
+
+        With n = ‖scale · g‖ (global L2), every gradient is multiplied once by
+        scale · min(1, max_norm / (n + 1e-6)), ``clip_grad_norm_``'s coefficient.
+        """
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
         if self.distributed:
             from luminary.parallel.apply import clip_grad_norm_across_meshes
 
-            return clip_grad_norm_across_meshes(params, max_norm)
-        if max_norm is None:
-            norms = torch._foreach_norm([p.grad for p in params])
-            return float(torch.linalg.vector_norm(torch.stack(norms)))
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+            return clip_grad_norm_across_meshes(grads, max_norm, scale)
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) * scale
+        coef = scale if max_norm is None else scale * (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, coef)
+        return norm
 
     # --- state -------------------------------------------------------------------
     def full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -68,22 +68,23 @@ class Callback:
     def on_checkpoint(self, trainer: "Trainer", folder: Path) -> None: ...
 
 
-def unpack_loss(out: Any) -> tuple[torch.Tensor, float, dict[str, float]]:
-    """(mean loss, count it is over, extra scalars) from what ``loss_fn`` returned."""
+def unpack_loss(out: Any) -> tuple[torch.Tensor, Any, dict[str, Any]]:
+    """(mean loss, count it is over, extra scalars) from what ``loss_fn`` returned.
+
+    Values stay tensors where they are tensors: the step reads them back to the
+    host once, at its end, so the device is never waited on mid-step.
+    """
     if isinstance(out, torch.Tensor):
         return out, 1.0, {}
     if isinstance(out, dict):
         extra = {k: v for k, v in out.items() if k not in ("loss", "count")}
-        loss, count = out["loss"], out.get("count", 1.0)
-    elif isinstance(out, tuple) and len(out) == 2:
+        return out["loss"], out.get("count", 1.0), extra
+    if isinstance(out, tuple) and len(out) == 2:
         loss, extra = out
         extra = dict(extra)
         count = extra.pop("count", 1.0)
-    else:
-        raise TypeError("loss_fn must return a tensor, a dict with 'loss', or (loss, metrics)")
-    count = float(count.item() if isinstance(count, torch.Tensor) else count)
-    extra = {k: float(v.item() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
-    return loss, count, extra
+        return loss, count, extra
+    raise TypeError("loss_fn must return a tensor, a dict with 'loss', or (loss, metrics)")
 
 
 def count_tokens(batch: Any) -> int:
@@ -131,7 +132,8 @@ class Trainer:
             raise LuminaryError("accumulate_grad_batches must be >= 1")
         self.deployer = deployer
         self.collate_fn = collate_fn
-        self.loss_fn = loss_fn
+        # with compile, the loss is compiled around the (compiled) model: one graph, cross-entropy included
+        self.loss_fn = torch.compile(loss_fn) if deployer.compile else loss_fn
         self.model = deployer.prepare_model(model)
         if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = build_optimizer(unwrap(self.model), optimizer)
@@ -157,38 +159,39 @@ class Trainer:
     def train_step(self, examples: list[Any]) -> dict[str, Any]:
         """Forward/backward over micro-batches, clip, update. Returns the step's record."""
         d, model = self.deployer, self.model
-        n_micro = self.accumulate_grad_batches
-        size = math.ceil(len(examples) / n_micro)
+        size = math.ceil(len(examples) / self.accumulate_grad_batches)
         micro_batches = [examples[i : i + size] for i in range(0, len(examples), size)]
         lr = self.lr_schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         model.train()
-        sums = {"loss": 0.0, "count": 0.0, "tokens": 0.0}
+        sums: dict[str, torch.Tensor] = {}
+        tokens = 0
         for i, micro in enumerate(micro_batches):
-            batch = d.to_device(self.collate_fn(micro))
+            batch = self.collate_fn(micro)
+            tokens += count_tokens(batch)
+            batch = d.to_device(batch)
             with d.gradient_sync(model, i == len(micro_batches) - 1), d.forward_context():
                 loss, count, extra = unpack_loss(self.loss_fn(model, batch, True))
+            count = torch.as_tensor(count, dtype=torch.float32, device=loss.device)
             (loss * count).backward()
-            sums["loss"] += float(loss.detach()) * count
-            sums["count"] += count
-            sums["tokens"] += count_tokens(batch)
-            for key, value in extra.items():
-                sums[key] = sums.get(key, 0.0) + value * count
+            for key, value in {"loss": loss.detach(), **extra}.items():
+                sums[key] = sums.get(key, 0.0) + torch.as_tensor(value, device=loss.device).float() * count
+            sums["count"] = sums.get("count", 0.0) + count
         keys = sorted(sums)
-        totals = dict(zip(keys, d.all_reduce_sum([sums[k] for k in keys])))
-        scale = d.grad_scale(totals["count"])
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if scale != 1.0 and grads:
-            torch._foreach_mul_(grads, scale)
-        grad_norm = d.clip_grad_norm(model, self.max_grad_norm)
-        if not math.isfinite(totals["loss"]) or not math.isfinite(grad_norm):
-            raise LuminaryError(f"step {self.step}: loss or gradient norm is not finite (lower the learning rate?)")
+        totals = d.all_reduce_sum(torch.stack([sums[k] for k in keys]))
+        # one pass over the gradients: sums -> global mean, then clipped
+        grad_norm = d.clip_grad_norm(model, self.max_grad_norm, d.grad_scale(totals[keys.index("count")]))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        count = max(totals.pop("count"), 1e-12)
-        record = {"step": self.step, "lr": lr, "grad_norm": grad_norm, "tokens": int(totals.pop("tokens"))}
-        record.update({k: v / count for k, v in totals.items()})
+        values = torch.cat([totals, grad_norm.reshape(1).to(totals)]).tolist()  # the step's one sync
+        *totals_list, norm = values
+        total = dict(zip(keys, totals_list))
+        count = max(total.pop("count"), 1e-12)
+        if not math.isfinite(total["loss"]) or not math.isfinite(norm):
+            raise LuminaryError(f"step {self.step}: loss or gradient norm is not finite (lower the learning rate?)")
+        record = {"step": self.step, "lr": lr, "grad_norm": norm, "tokens": tokens}
+        record.update({k: v / count for k, v in total.items()})
         return record
 
     # --- the loop --------------------------------------------------------------------
@@ -290,12 +293,12 @@ class Trainer:
                 with d.forward_context():
                     loss, count, extra = unpack_loss(self.loss_fn(model, batch, False))
                 if real:
-                    sums["loss"] += float(loss) * count
+                    count = float(count)
+                    for k, v in {"loss": loss, **extra}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v) * count
                     sums["count"] += count
-                    for k, v in extra.items():
-                        sums[k] = sums.get(k, 0.0) + v * count
         keys = sorted(sums)
-        totals = dict(zip(keys, d.all_reduce_sum([sums[k] for k in keys])))
+        totals = dict(zip(keys, d.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist()))
         count = max(totals.pop("count"), 1e-12)
         return {k: v / count for k, v in totals.items()}
 
