@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", choices=list(CONFIGS), default=None)
+    parser.add_argument("--variants", default="hf_eager,ours_eager,hf_compiled,ours_compiled")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "seq_len": SEQ, "configs": {}}
@@ -122,6 +123,8 @@ def main() -> None:
         row = {"params": params, "micro_batch": batch}
         for label, fn, compiled in [("hf_eager", run_hf, False), ("ours_eager", run_ours, False),
                                     ("hf_compiled", run_hf, True), ("ours_compiled", run_ours, True)]:
+            if label not in args.variants.split(","):
+                continue
             try:
                 tps = fn(preset, batch, args.steps, args.warmup, compiled)
                 row[label] = {"tokens_per_s": round(tps), "mfu": round(tps * fpt / PEAK, 4)}

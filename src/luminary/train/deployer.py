@@ -73,6 +73,8 @@ class Deployer:
         if device is None:
             device = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if mixed_precision == "auto":
