@@ -189,6 +189,18 @@ class Deployer:
         """
         return (self.dp_size if self.distributed else 1) / max(total_count, 1e-12)
 
+    def scale_grads(self, model: torch.nn.Module, scale: float) -> None:
+        """Multiply every gradient by ``scale`` (after accumulation, before clipping)."""
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if scale == 1.0 or not grads:
+            return
+        if self.distributed:
+            from luminary.parallel.apply import foreach_mul_across_meshes
+
+            foreach_mul_across_meshes(grads, scale)
+        else:
+            torch._foreach_mul_(grads, scale)
+
     def clip_grad_norm(self, model: torch.nn.Module, max_norm: float | None) -> float:
         """Global L2 norm of the gradients before clipping; clip when ``max_norm`` is set."""
         params = [p for p in model.parameters() if p.grad is not None]
