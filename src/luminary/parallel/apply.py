@@ -87,16 +87,17 @@ def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, mixed_precision: str = "no
 
 def parallelize(model: nn.Module, mesh: DeviceMesh, device: torch.device, mixed_precision: str = "no",
                 overrides: dict[str, str] | None = None) -> nn.Module:
-    """Tensor parallel on ``mesh["tp"]``, then FSDP2 on ``mesh["dp"]`` (each only when larger than 1)."""
+    """Tensor parallel on ``mesh["tp"]`` (when larger than 1), then FSDP2 on ``mesh["dp"]``."""
     model = model.to(device)
     broadcast_parameters(model)
-    tp, dp = mesh["tp"].size(), mesh["dp"].size()
+    tp = mesh["tp"].size()
     if tp > 1:
         apply_tp(model, mesh["tp"], auto_plan(model, tp, overrides))
     elif overrides:
         raise LuminaryError("parallel overrides need tp_size > 1")
-    if dp > 1:
-        apply_fsdp(model, mesh["dp"], mixed_precision)
+    # FSDP2 even on a dp dimension of 1: every parameter then is a DTensor, so
+    # the optimizer's foreach/fused kernels never mix them with plain tensors
+    apply_fsdp(model, mesh["dp"], mixed_precision)
     return model
 
 
