@@ -3,9 +3,10 @@
 Two launches carry all multi-process checks (starting processes is what costs):
 4 processes (dp2 × tp2: parity of six families, a fine-tune with checkpoints,
 predictions, loading the last checkpoint at tp4 and dp4) and 2 processes (tp2:
-parity, resuming the dp2 × tp2 run from its step-2 checkpoint). One process
-runs the same fine-tune as the reference and loads the shards with no process
-group.
+parity, resuming the dp2 × tp2 run from its step-2 checkpoint, then a run
+killed with SIGKILL while it writes its second checkpoint). One process runs
+the same fine-tune as the reference, loads the shards with no process group
+and finishes the killed run.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,11 +34,24 @@ def torchrun_env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path, LUMINARY_QUIET="1", PYTHONUNBUFFERED="1")
 
 
-def torchrun(nproc: int, *args, timeout: int = 400) -> None:
+def torchrun(nproc: int, out: Path, *jobs: str, kill_on: str | None = None, timeout: float = 400) -> None:
+    """Run worker jobs on ``nproc`` processes; with ``kill_on``, SIGKILL them all once that file appears."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           str(WORKER), *map(str, args)]
-    res = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+           str(WORKER), str(out), *jobs]
+    log = out / "torchrun.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, env=torchrun_env(), stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while proc.poll() is None and time.time() < deadline:
+            if kill_on and (out / kill_on).exists():
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, all at once
+                proc.wait()
+                return
+            time.sleep(0.2)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0 and not kill_on, log.read_text()[-4000:]
 
 
 def rows(run: Path) -> list[dict]:
@@ -55,7 +71,7 @@ def two(four, tmp_path_factory) -> Path:
     run = out / "resumed"
     shutil.copytree(four / "run", run)
     shutil.rmtree(run / "checkpoints" / f"step_{tf.STEPS:06d}")  # the latest is now step 2
-    torchrun(2, out, "parity:2", f"resume:2:{run}")
+    torchrun(2, out, "parity:2", f"resume:2:{run}", "killsave:2", kill_on="WRITING")
     return out
 
 
@@ -148,4 +164,23 @@ def test_resume_dp2_tp2_checkpoint_at_tp2_and_in_one_process(four, two, referenc
     trainer, per_device = tf.make_trainer(run, model_seed=123)
     later = trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
     assert [r["step"] for r in later] == [2, 3]
+    assert_same_run(rows(run), records)
+
+
+def test_kill_while_writing_shards_keeps_the_previous_checkpoint(two, reference):
+    from luminary.train import CheckpointPolicy
+    from luminary.train.checkpoint import list_checkpoints
+
+    records, _ = reference
+    run = two / "killed"
+    ckpts = run / "checkpoints"
+    staged = Path((two / "WRITING").read_text())
+    assert staged.parent == ckpts and staged.name.startswith(".tmp-") and staged.is_dir()
+    assert (staged / "model.safetensors").is_file() and not (staged / "distributed" / ".metadata").exists()
+    assert [s for s, _ in list_checkpoints(ckpts)] == [tf.EVERY]
+    # one process picks the tp2 shards up, sweeps the leftover and finishes the run
+    trainer, per_device = tf.make_trainer(run, model_seed=123)
+    trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
+    assert not [p for p in ckpts.iterdir() if p.name.startswith(".tmp-")]
+    assert [s for s, _ in list_checkpoints(ckpts)] == [tf.EVERY, tf.STEPS]
     assert_same_run(rows(run), records)

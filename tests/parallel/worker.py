@@ -1,7 +1,7 @@
 """Jobs the multi-process tests run under torchrun (each rank runs this file).
 
     python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py OUT parity:2 fit:2 reshard:4,1
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py OUT parity:2 resume:2:RUN
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py OUT parity:2 resume:2:RUN killsave:2
 
 Several checks share one launch (starting processes is the slow part). Rank 0
 writes what it measured as JSON under OUT; the tests compare it with one process.
@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -87,7 +88,26 @@ def resume(tp: str, run: str) -> None:
     trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
 
 
-JOBS = {"parity": parity, "fit": fit, "reshard": reshard, "resume": resume}
+def killsave(tp: str) -> None:
+    """Train with checkpoints; the second one stops half-written (the test kills the job there)."""
+    import luminary.parallel.checkpoint as pc
+
+    real, calls = pc.save_sharded_state, {"n": 0}
+
+    def stalled(folder, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # rank 0 has written the Hugging Face part; no shards, no manifest yet
+            if RANK == 0:
+                (OUT / "WRITING").write_text(str(folder))
+            time.sleep(600)
+        return real(folder, *args, **kwargs)
+
+    pc.save_sharded_state = stalled
+    trainer, per_device = tf.make_trainer(OUT / "killed", tp_size=int(tp))
+    trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
+
+
+JOBS = {"parity": parity, "fit": fit, "reshard": reshard, "resume": resume, "killsave": killsave}
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:
