@@ -33,8 +33,9 @@ from torch import nn
 from luminary.core.errors import LuminaryError
 from luminary.parallel.simulate import group_signature, local_output_check
 from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
-from luminary.parallel.trace import dense_kind, match_overrides, probe_inputs, run_probe, trace
+from luminary.parallel.trace import Trace, dense_kind, match_overrides, probe_inputs, run_probe, trace
 
+MAX_ROUNDS = 16
 HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
                "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
 
@@ -110,18 +111,14 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
     check_heads(model, tp_size)
     probe = probe if probe is not None else probe_inputs(model)
     forced = match_overrides(model, overrides or {})
-    t = trace(model, tp_size, forced, probe)
+    t, dissolved, dtensor = _settle(model, tp_size, forced, probe)
     roles, reasons = dict(t.roles), dict(t.reasons)
-    if tp_size > 1 and t.groups:
-        reference = run_probe(model, probe)
-        verdict = local_output_check(model, [g for g in t.groups if not set(g.cols) & set(forced)],
-                                     tp_size, probe, reference)
-        for g in t.groups:
-            why = verdict.get(group_signature(model, g), "local")
-            if why != "local":
-                for c in g.cols:
-                    if c not in forced:
-                        roles[c], reasons[c] = "colwise_dtensor", why
+    for g in t.groups:
+        why = dtensor.get(group_signature(model, g))
+        for c in g.cols if why else ():
+            if c not in forced:
+                roles[c], reasons[c] = "colwise_dtensor", why + ": outputs kept as DTensors"
+    reasons.update(dissolved)
     for name, style in forced.items():
         reasons[name] = f"override: {style}"
     modules = dict(model.named_modules())
@@ -136,6 +133,51 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
     if tp_size > 1 and not plan.styles():
         raise LuminaryError(f"{type(model).__name__}: no module can be split in {tp_size} parts (tp_size too large?)")
     return plan
+
+
+def _split_numel(model: nn.Module, t: Trace) -> int:
+    modules = dict(model.named_modules())
+    return sum(modules[n].weight.numel() for n, role in t.roles.items() if role != "replicate")
+
+
+def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
+            probe: dict[str, Any]) -> tuple[Trace, dict[str, str], dict[str, str]]:
+    """Trace, then check local outputs numerically, one troubled group kind at a time.
+
+    A group kind whose local outputs change the model's output is left whole
+    when what it fed then splits column-wise instead (a low-rank bottleneck
+    followed by a norm, as in DeepSeek's attention: the split moves one layer
+    on), and otherwise keeps DTensor outputs (a reshape with a global head
+    count, as in OPT). Returns the trace, the modules left whole with why, and
+    the group kinds kept as DTensors with why.
+    """
+    dissolved: dict[str, str] = {}
+    dtensor: dict[str, str] = {}
+    t = trace(model, tp_size, forced, probe)
+    reference = run_probe(model, probe) if tp_size > 1 else []
+    modules = dict(model.named_modules())
+    for g in t.groups:
+        if g.inner_params and not set(g.cols + g.rows) & set(forced):
+            dtensor[group_signature(model, g)] = ("whole parameters (a per-head norm) work on its split values; "
+                                                  "as DTensors their gradients are summed over ranks")
+    for _ in range(MAX_ROUNDS):
+        pending = [g for g in t.groups if not set(g.cols + g.rows) & set(forced)
+                   and group_signature(model, g) not in dtensor]
+        failing = {k: v for k, v in local_output_check(model, pending, tp_size, probe, reference).items()
+                   if v != "local"}
+        if not failing:
+            break
+        base, whole = _split_numel(model, t), {c: "replicate" for c in dissolved}
+        for sig, why in failing.items():
+            cols = [c for g in pending if group_signature(model, g) == sig for c in g.cols]
+            alt = trace(model, tp_size, {**forced, **whole, **{c: "replicate" for c in cols}}, probe)
+            # leaving the group whole must cost no more than its own columns: what it fed splits instead
+            if _split_numel(model, alt) >= base - sum(modules[c].weight.numel() for c in cols):
+                dissolved.update({c: f"{why}; left whole so the next layer splits instead" for c in cols})
+            else:
+                dtensor[sig] = why
+        t = trace(model, tp_size, {**forced, **{c: "replicate" for c in dissolved}}, probe)
+    return t, dissolved, dtensor
 
 
 def tie_groups(model: nn.Module) -> list[list[str]]:

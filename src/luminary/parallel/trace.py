@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover
     Conv1D = ()
 
 TAG = "_luminary_tp_groups"
-MAX_PASSES = 12
+MAX_PASSES = 24
 
 
 def dense_kind(module: nn.Module) -> str | None:
@@ -134,6 +134,7 @@ class Group:
     blocks: set[str] = field(default_factory=set)
     leaks: bool = False
     blocked: bool = False
+    inner_params: bool = False  # a whole parameter (a per-head norm) works on the split values
     reaches_output: bool = False
 
 
@@ -158,11 +159,15 @@ class _Tagger(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         groups: set[int] = set()
-        for t in tree_leaves((args, kwargs)):
+        leaves = tree_leaves((args, kwargs))
+        for t in leaves:
             if isinstance(t, torch.Tensor):
                 groups |= getattr(t, TAG, frozenset())
         if groups:
             merged = self.tracer.merge(groups)
+            inner = [t for t in leaves if isinstance(t, nn.Parameter) and id(t) not in self.tracer.split_params]
+            if inner:  # a whole parameter meets split values: each rank would see part of its gradient
+                self.tracer.groups[min(merged)].inner_params = True
             for t in tree_leaves(out):
                 if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
                     with contextlib.suppress(AttributeError, RuntimeError):
@@ -181,6 +186,7 @@ class _Tracer:
         self.roles: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
         self.conflicts: set[str] = set()
+        self.split_params: set[int] = set()  # parameters of split dense modules
 
     # --- groups (union-find) ----------------------------------------------------
     def find(self, g: int) -> int:
@@ -200,6 +206,7 @@ class _Tracer:
             a.blocks |= b.blocks
             a.leaks |= b.leaks
             a.blocked |= b.blocked
+            a.inner_params |= b.inner_params
         return frozenset({first})
 
     def new_group(self, name: str) -> frozenset[int]:
@@ -261,6 +268,8 @@ class _Tracer:
         elif self.roles[name] != role:
             self.conflicts.add(name)  # called twice with different inputs: keep it whole
         module._luminary_role = role
+        if role != "replicate":
+            self.split_params.update(id(p) for p in module.parameters(recurse=False))
 
     def post_hook(self, module: nn.Module, args: tuple, out: Any) -> None:
         role = module._luminary_role
@@ -312,24 +321,18 @@ def trace(model: nn.Module, tp_size: int, forced: dict[str, str] | None = None,
     notes: dict[str, str] = {}
     for _ in range(MAX_PASSES):
         t = _one_pass(model, tp_size, forced, probe)
-        added = {}
-        for name in t.conflicts:
-            added[name] = "called with both split and replicated inputs: left whole"
+        added = {name: "called with both split and replicated inputs: left whole" for name in t.conflicts}
+        position = {name: i for i, name in enumerate(t.order)}
+        first: dict[str, tuple[int, list[str], str]] = {}  # block -> its first troubled group
         for i, g in enumerate(t.groups):
-            if t.find(i) != i:
-                continue
-            why = None
-            if g.leaks:
-                why = "its split output leaves its block before a row layer: left whole"
-            elif g.blocked:
-                why = "a layer it feeds cannot be split: left whole"
-            elif g.reaches_output and g.rows:
-                why = "its split output reaches the model output past a row layer: left whole"
-            elif not g.rows and not g.reaches_output:
-                why = "its split output never reaches a row layer: left whole"
-            if why:
-                for c in g.cols:
-                    added.setdefault(c, why)
+            why = _trouble(g) if t.find(i) == i else None
+            start = min(position[c] for c in g.cols)
+            block = min(g.blocks)
+            if why and (block not in first or start < first[block][0]):
+                first[block] = (start, g.cols, why)
+        # a leak corrupts what the pass saw after it: fix the first one in each block, then look again
+        for _, cols, why in first.values():
+            added.update({c: why for c in cols})
         added = {k: v for k, v in added.items() if k not in forced}
         if not added:
             break
@@ -348,6 +351,19 @@ def trace(model: nn.Module, tp_size: int, forced: dict[str, str] | None = None,
             reasons[name] = why
     return Trace(order=t.order, roles=roles, reasons=reasons,
                  groups=[g for g in groups if g.rows and not g.reaches_output])
+
+
+def _trouble(g: Group) -> str | None:
+    """Why a column group cannot stay split, if it cannot."""
+    if g.leaks:
+        return "its split output leaves its block before a row layer: left whole"
+    if g.blocked:
+        return "a layer it feeds cannot be split: left whole"
+    if g.reaches_output and g.rows:
+        return "its split output reaches the model output past a row layer: left whole"
+    if not g.rows and not g.reaches_output:
+        return "its split output never reaches a row layer: left whole"
+    return None
 
 
 def match_overrides(model: nn.Module, overrides: dict[str, str]) -> dict[str, str]:
