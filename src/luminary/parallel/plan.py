@@ -36,6 +36,7 @@ from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style,
 from luminary.parallel.trace import Trace, dense_kind, match_overrides, probe_inputs, run_probe, trace
 
 MAX_ROUNDS = 16
+INNER_PARAMS = "whole parameters (a per-head norm) work on its split values, so each rank would see part of their gradient"
 HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
                "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
 
@@ -117,7 +118,7 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
         why = dtensor.get(group_signature(model, g))
         for c in g.cols if why else ():
             if c not in forced:
-                roles[c], reasons[c] = "colwise_dtensor", why + ": outputs kept as DTensors"
+                roles[c], reasons[c] = "colwise_dtensor", why + "; outputs kept as DTensors"
     reasons.update(dissolved)
     for name, style in forced.items():
         reasons[name] = f"override: {style}"
@@ -156,15 +157,12 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
     t = trace(model, tp_size, forced, probe)
     reference = run_probe(model, probe) if tp_size > 1 else []
     modules = dict(model.named_modules())
-    for g in t.groups:
-        if g.inner_params and not set(g.cols + g.rows) & set(forced):
-            dtensor[group_signature(model, g)] = ("whole parameters (a per-head norm) work on its split values; "
-                                                  "as DTensors their gradients are summed over ranks")
     for _ in range(MAX_ROUNDS):
         pending = [g for g in t.groups if not set(g.cols + g.rows) & set(forced)
                    and group_signature(model, g) not in dtensor]
-        failing = {k: v for k, v in local_output_check(model, pending, tp_size, probe, reference).items()
-                   if v != "local"}
+        failing = {group_signature(model, g): INNER_PARAMS for g in pending if g.inner_params}
+        failing.update({k: v for k, v in local_output_check(model, pending, tp_size, probe, reference).items()
+                        if v != "local" and k not in failing})
         if not failing:
             break
         base, whole = _split_numel(model, t), {c: "replicate" for c in dissolved}
