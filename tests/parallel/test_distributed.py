@@ -1,10 +1,11 @@
 """Under torchrun with gloo: parity with one process, Trainer/Predictor unchanged, resharding checkpoints.
 
 Two launches carry all multi-process checks (starting processes is what costs):
-4 processes (dp2 × tp2: parity of six families, a fine-tune with checkpoints,
-predictions, loading the last checkpoint at tp4 and dp4) and 2 processes (tp2:
-parity, resuming the dp2 × tp2 run from its step-2 checkpoint, then a run
-killed with SIGKILL while it writes its second checkpoint). One process runs
+4 processes (dp2 × tp2: parity of eight families, a MoE model's shards, a
+fine-tune with checkpoints, predictions, loading the last checkpoint at tp4
+and dp4) and 2 processes (tp2: parity, loading the MoE shards, resuming the
+dp2 × tp2 run from its step-2 checkpoint, then a run killed with SIGKILL
+while it writes its second checkpoint). One process runs
 the same fine-tune as the reference, loads the shards with no process group
 and finishes the killed run.
 """
@@ -61,7 +62,7 @@ def rows(run: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def four(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dp2tp2")
-    torchrun(4, out, "parity:2", "fit:2", "reshard:4,1")
+    torchrun(4, out, "parity:2", "moe:save", "fit:2", "reshard:4,1")
     return out
 
 
@@ -71,7 +72,7 @@ def two(four, tmp_path_factory) -> Path:
     run = out / "resumed"
     shutil.copytree(four / "run", run)
     shutil.rmtree(run / "checkpoints" / f"step_{tf.STEPS:06d}")  # the latest is now step 2
-    torchrun(2, out, "parity:2", f"resume:2:{run}", "killsave:2", kill_on="WRITING")
+    torchrun(2, out, "parity:2", f"moe:load:{four / 'moe'}", f"resume:2:{run}", "killsave:2", kill_on="WRITING")
     return out
 
 
@@ -96,11 +97,11 @@ def check_parity(results: dict) -> None:
         assert r["grad_norm"] == pytest.approx(r["grad_norm_ref"], rel=TOL), (name, r)
 
 
-def test_parity_dp2_tp2_six_families(four):
+def test_parity_dp2_tp2_eight_families(four):
     check_parity(json.loads((four / "parity_tp2.json").read_text()))
 
 
-def test_parity_tp2_six_families(two):
+def test_parity_tp2_eight_families(two):
     check_parity(json.loads((two / "parity_tp2.json").read_text()))
 
 
@@ -184,3 +185,17 @@ def test_kill_while_writing_shards_keeps_the_previous_checkpoint(two, reference)
     assert not [p for p in ckpts.iterdir() if p.name.startswith(".tmp-")]
     assert [s for s, _ in list_checkpoints(ckpts)] == [tf.EVERY, tf.STEPS]
     assert_same_run(rows(run), records)
+
+
+def test_expert_bank_shards_reshard_from_dp2_tp2_to_tp2_and_one_process(four, two):
+    """Packed [gate; up] shards are stored contiguously (DCP describes a shard by one offset) and load anywhere."""
+    from luminary.parallel.checkpoint import load_sharded_state
+    from luminary.train import OptimizerConfig
+    from luminary.train.optim import build_optimizer
+
+    saved = json.loads((four / "moe_saved.json").read_text())
+    assert json.loads((two / "moe_loaded.json").read_text()) == saved
+    model = dict(tf.parity_models())["mixtral"]()
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-2))
+    load_sharded_state(four / "moe", model, optimizer)
+    assert list(tf.full_digests(model, optimizer)) == saved

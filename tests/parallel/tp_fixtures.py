@@ -14,7 +14,7 @@ VOCAB = 128
 def parity_models():
     """(name, builder): the families of the parity checks, dropout off."""
     from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, OPTConfig,
-                              OPTForCausalLM, Qwen3Config, Qwen3ForCausalLM, T5Config, T5ForConditionalGeneration)
+                              OPTForCausalLM, Qwen3Config, MixtralConfig, MixtralForCausalLM, Qwen3ForCausalLM, T5Config, T5ForConditionalGeneration)
 
     from luminary.models import build_model
 
@@ -34,6 +34,9 @@ def parity_models():
         ("qwen3", lambda: _seeded(Qwen3ForCausalLM, Qwen3Config(  # per-head q/k norms inside the split
             vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=8, max_position_embeddings=64))),
+        ("mixtral", lambda: _seeded(MixtralForCausalLM, MixtralConfig(  # an expert bank, packed [gate; up]
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64))),
         ("t5", lambda: _seeded(T5ForConditionalGeneration, T5Config(
             vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0,
             decoder_start_token_id=0))),

@@ -1,7 +1,7 @@
 """Jobs the multi-process tests run under torchrun (each rank runs this file).
 
-    python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py OUT parity:2 fit:2 reshard:4,1
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py OUT parity:2 resume:2:RUN killsave:2
+    python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py OUT parity:2 moe:save fit:2 reshard:4,1
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py OUT parity:2 moe:load:DIR resume:2:RUN killsave:2
 
 Several checks share one launch (starting processes is the slow part). Rank 0
 writes what it measured as JSON under OUT; the tests compare it with one process.
@@ -107,7 +107,30 @@ def killsave(tp: str) -> None:
     trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
 
 
-JOBS = {"parity": parity, "fit": fit, "reshard": reshard, "resume": resume, "killsave": killsave}
+def moe(action: str, folder: str = "") -> None:
+    """A Mixtral (an expert bank split packed) after one AdamW step: its shards saved, or loaded from ``folder``."""
+    from luminary.parallel.checkpoint import load_sharded_state, save_sharded_state
+    from luminary.train import OptimizerConfig
+    from luminary.train.optim import build_optimizer
+
+    d = Deployer(seed=0, tp_size=2, mixed_precision="no", verbose=False)
+    model = d.prepare_model(dict(tf.parity_models())["mixtral"]())
+    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-2))
+    if action == "save":
+        ids, _ = tf.parity_batch(False)
+        lo, hi = d.rank_slice(ids.shape[0])
+        with d.forward_context():
+            loss, count = tf.lm_loss(model, ids[lo:hi])
+        (loss * count).backward()
+        optimizer.step()
+        save_sharded_state(OUT / "moe", model, optimizer)
+        write("moe_saved.json", tf.full_digests(model, optimizer))
+    else:
+        load_sharded_state(Path(folder), model, optimizer)
+        write("moe_loaded.json", tf.full_digests(model, optimizer))
+
+
+JOBS = {"parity": parity, "fit": fit, "reshard": reshard, "resume": resume, "killsave": killsave, "moe": moe}
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:

@@ -58,7 +58,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan, probe: dict[str,
     ties = tie_groups(model)
     modules = dict(model.named_modules())
     for name, entry in plan.entries.items():
-        style = build_style(entry.style, entry.kind)
+        style = build_style(entry.style, entry.kind, entry.split)
         if style is not None:
             parallelize_module(modules[name], tp_mesh, style)
     for names in ties:  # each split made its own copy of a shared weight: share one again
@@ -101,29 +101,31 @@ def parallelize(model: nn.Module, mesh: DeviceMesh, device: torch.device, mixed_
     return model
 
 
-class _ReplicateTrainable(TorchFunctionMode):
-    """A plain tensor that needs a gradient meets a DTensor: make it a replicated DTensor first.
+class _ReplicatePlain(TorchFunctionMode):
+    """A plain floating-point tensor that meets a DTensor becomes a replicated DTensor first.
 
-    ``implicit_replication`` treats plain tensors as replicated inside one
-    operator, below autograd, so the gradient that flows back into such a
-    tensor (T5's relative position bias, computed by a whole embedding) would
-    be a DTensor where FSDP expects a plain one. ``DTensor.from_local`` is
-    differentiable: its backward hands back a plain, replicated gradient.
+    ``implicit_replication`` alone treats plain tensors as replicated inside
+    one operator, below autograd: the backward then meets the same plain
+    tensors again outside that context (rotary tables times a split query:
+    "got mixed torch.Tensor and DTensor"), and the gradient of a plain
+    parameter (T5's relative position bias) comes back as a DTensor where
+    FSDP expects a plain one. ``DTensor.from_local`` is differentiable and its
+    backward hands back a plain, replicated gradient.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         flat, spec = tree_flatten((args, kwargs))
         mesh = next((t.device_mesh for t in flat if isinstance(t, DTensor)), None)
-        if mesh is not None and any(_trainable_plain(t) for t in flat):
+        if mesh is not None and any(_plain_float(t) for t in flat):
             flat = [DTensor.from_local(t, mesh, [Replicate()] * mesh.ndim, run_check=False)
-                    if _trainable_plain(t) else t for t in flat]
+                    if _plain_float(t) else t for t in flat]
             args, kwargs = tree_unflatten(flat, spec)
         return func(*args, **kwargs)
 
 
-def _trainable_plain(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.requires_grad
+def _plain_float(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.is_floating_point() and t.ndim > 0
 
 
 @contextlib.contextmanager
@@ -131,11 +133,12 @@ def tp_forward_context() -> Iterator[None]:
     """What a forward runs inside under tensor parallelism.
 
     A DTensor output (``colwise_dtensor``) meets the model's plain tensors:
-    values that need gradients become replicated DTensors (differentiably),
-    the rest (rotary tables, masks) are taken as replicated by
-    ``implicit_replication``. With local outputs only, nothing changes.
+    floating-point ones (rotary tables, biases, per-head norm weights) become
+    replicated DTensors, differentiably; the rest (masks, indices) are taken
+    as replicated by ``implicit_replication``. With local outputs only,
+    nothing changes.
     """
-    with implicit_replication(), _ReplicateTrainable():
+    with implicit_replication(), _ReplicatePlain():
         yield
 
 

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+from torch.distributed.tensor.placement_types import _StridedShard
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -52,10 +54,49 @@ def gather_full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(unwrap(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
+def _packed(t: Any) -> bool:
+    """A DTensor whose tensor-parallel part is packed (an expert bank's ``[gate; up]`` split apart)."""
+    if not isinstance(t, DTensor):
+        return False
+    names = t.device_mesh.mesh_dim_names or ()
+    return any(isinstance(p, _StridedShard) and n == "tp" for p, n in zip(t.placements, names))
+
+
+def _relayout(t: DTensor, placements) -> DTensor:
+    return distribute_tensor(t.full_tensor(), t.device_mesh, placements)
+
+
+def _map(obj: Any, fn) -> Any:
+    if isinstance(obj, dict):
+        return {k: _map(v, fn) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_map(v, fn) for v in obj]
+    return fn(obj)
+
+
+def _contiguous(state: Any) -> Any:
+    """Packed shards laid out as plain ones: DCP describes a shard by one offset and size."""
+    def plain(t):
+        if not _packed(t):
+            return t
+        names = t.device_mesh.mesh_dim_names
+        return _relayout(t, [Shard(p.dim) if isinstance(p, _StridedShard) and n == "tp" else p
+                             for p, n in zip(t.placements, names)])
+    return _map(state, plain)
+
+
 def save_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, deployer: Any = None) -> None:
     """Model and optimizer shards into ``folder/distributed`` (collective)."""
     model_sd, optim_sd = get_state_dict(unwrap(model), optimizer)
-    dcp.save({"model": model_sd, "optimizer": optim_sd}, checkpoint_id=str(Path(folder) / SHARDS))
+    dcp.save(_contiguous({"model": model_sd, "optimizer": optim_sd}), checkpoint_id=str(Path(folder) / SHARDS))
+
+
+def _map2(a: Any, b: Any, fn) -> Any:
+    if isinstance(a, dict):
+        return {k: _map2(a[k], b[k], fn) for k in a}
+    if isinstance(a, list):
+        return [_map2(x, y, fn) for x, y in zip(a, b)]
+    return fn(a, b)
 
 
 def _optimizer_by_name(model: nn.Module, optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +129,10 @@ def load_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.op
     folder, model = Path(folder), unwrap(model)
     if has_sharded_state(folder):
         model_sd, optim_sd = get_state_dict(model, optimizer)
-        state = {"model": model_sd, "optimizer": optim_sd}
+        layout = {"model": model_sd, "optimizer": optim_sd}
+        state = _contiguous(layout)
         dcp.load(state, checkpoint_id=str(folder / SHARDS), no_dist=not dist.is_initialized())
+        state = _map2(layout, state, lambda want, got: _relayout(got, want.placements) if _packed(want) else got)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         return
     weights = read_model_weights(folder)  # a single-process checkpoint

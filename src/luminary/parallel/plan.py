@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from luminary.core.errors import LuminaryError
-from luminary.parallel.simulate import group_signature, local_output_check
+from luminary.parallel.experts import bank_params, split_candidates
+from luminary.parallel.simulate import choose_bank_splits, group_signature, local_output_check
 from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
 from luminary.parallel.trace import Trace, dense_kind, match_overrides, probe_inputs, run_probe, trace
 
@@ -45,8 +46,22 @@ HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_head
 class Entry:
     style: str
     reason: str
-    kind: str  # linear | conv1d | embedding
-    shape: tuple[int, ...]  # the whole weight
+    kind: str  # linear | conv1d | embedding | experts
+    shape: tuple[int, ...]  # the whole weight (an expert bank: its first parameter)
+    split: dict[str, tuple[int, int]] | None = None  # expert bank: parameter -> (dimension, packs)
+    params: dict[str, tuple[int, ...]] | None = None  # expert bank: parameter -> whole shape
+
+    def local_shapes(self, tp_size: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Parameter -> (whole shape, the shape one tensor-parallel rank holds); the weight only for a layer."""
+        if self.kind != "experts":
+            return {"weight": (self.shape, shard_shape(self.kind, self.style, self.shape, tp_size))}
+        out = {}
+        for name, shape in (self.params or {}).items():
+            local = list(shape)
+            if self.style == "experts" and name in (self.split or {}):
+                local[self.split[name][0]] //= tp_size
+            out[name] = (tuple(shape), tuple(local))
+        return out
 
 
 @dataclass
@@ -68,9 +83,15 @@ class Plan:
         """One row a module: name, style, weight shape, shard shape, MiB per rank (float32)."""
         out = []
         for name, e in self.entries.items():
-            local = shard_shape(e.kind, e.style, e.shape, self.tp_size)
-            out.append({"module": name, "style": e.style, "kind": e.kind, "shape": list(e.shape), "shard": list(local),
-                        "mib_per_rank": math.prod(local) * 4 / 2**20, "reason": e.reason})
+            shapes = e.local_shapes(self.tp_size)
+            row = {"module": name, "style": e.style, "kind": e.kind, "shape": list(e.shape),
+                   "shard": list(next(iter(shapes.values()))[1]),
+                   "mib_per_rank": sum(math.prod(local) for _, local in shapes.values()) * 4 / 2**20,
+                   "reason": e.reason}
+            if e.kind == "experts":
+                row["params"] = {n: {"shape": list(w), "shard": list(loc)} for n, (w, loc) in shapes.items()}
+                row["split"] = {n: list(v) for n, v in (e.split or {}).items()}
+            out.append(row)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -83,7 +104,9 @@ class Plan:
         for row in data["modules"]:
             check_style(row["style"], row["module"])
             kind = row.get("kind", "linear")
-            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]))
+            split = {n: tuple(v) for n, v in row["split"].items()} if "split" in row else None
+            params = {n: tuple(v["shape"]) for n, v in row["params"].items()} if "params" in row else None
+            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]), split, params)
         return cls(int(data["tp_size"]), entries)
 
 
@@ -123,13 +146,18 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
     for name, style in forced.items():
         reasons[name] = f"override: {style}"
     modules = dict(model.named_modules())
+    splits = _bank_splits(model, t, roles, reasons, tp_size, probe)
     plan = Plan(tp_size)
-    never = [n for n, m in modules.items() if dense_kind(m) and n not in roles]
+    never = [n for n, m in modules.items() if (dense_kind(m) or bank_params(m)) and n not in roles]
     for name in t.order + never:
         module = modules[name]
         style = roles.get(name, forced.get(name, "replicate"))
         reason = reasons.get(name, "not reached by the probe forward: left whole")
-        plan.entries[name] = Entry(style, reason, dense_kind(module), tuple(module.weight.shape))
+        if dense_kind(module):
+            plan.entries[name] = Entry(style, reason, dense_kind(module), tuple(module.weight.shape))
+        else:
+            params = {n: tuple(getattr(module, n).shape) for n in bank_params(module)}
+            plan.entries[name] = Entry(style, reason, "experts", next(iter(params.values())), splits.get(name), params)
     _follow_ties(model, plan)
     if tp_size > 1 and not plan.styles():
         raise LuminaryError(f"{type(model).__name__}: no module can be split in {tp_size} parts (tp_size too large?)")
@@ -138,7 +166,27 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
 
 def _split_numel(model: nn.Module, t: Trace) -> int:
     modules = dict(model.named_modules())
-    return sum(modules[n].weight.numel() for n, role in t.roles.items() if role != "replicate")
+    return sum(modules[n].weight.numel() for n, role in t.roles.items()
+               if role != "replicate" and dense_kind(modules[n]))
+
+
+def _bank_splits(model: nn.Module, t: Trace, roles: dict[str, str], reasons: dict[str, str], tp_size: int,
+                 probe: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
+    """How each expert bank splits, chosen numerically; banks with no working split are left whole."""
+    banks = [n for n, role in roles.items() if role == "experts"]
+    candidates = {n: split_candidates(model.get_submodule(n), t.banks[n], tp_size) for n in banks if n in t.banks}
+    chosen = choose_bank_splits(model, {n: c for n, c in candidates.items() if c}, tp_size, probe,
+                                run_probe(model, probe)) if any(candidates.values()) else {}
+    for name in banks:
+        if name in chosen:
+            packs = [f"{p} packed {k} ways" for p, (_, k) in chosen[name].items() if k > 1]
+            reasons[name] = "expert bank: " + ", ".join(
+                f"{p} {t.banks[name].roles[p]}" for p in chosen[name]) + ("; " + ", ".join(packs) if packs else "")
+        else:
+            roles[name] = "replicate"
+            reasons[name] = ("expert bank: no split of its parameters reproduces its output: left whole"
+                             if candidates.get(name) else "expert bank: sizes do not divide: left whole")
+    return chosen
 
 
 def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
@@ -224,8 +272,8 @@ def memory_per_rank(model: nn.Module, plan: Plan, dp_size: int = 1) -> dict[str,
     modules = dict(model.named_modules())
     split = {}
     for name, e in plan.entries.items():
-        w = modules[name].weight
-        split[id(w)] = math.prod(shard_shape(e.kind, e.style, e.shape, plan.tp_size))
+        for pname, (_, local) in e.local_shapes(plan.tp_size).items():
+            split[id(getattr(modules[name], pname))] = math.prod(local)
         bias = getattr(modules[name], "bias", None)
         if isinstance(bias, torch.Tensor) and e.style in ("colwise", "colwise_dtensor", "colwise_gather"):
             split[id(bias)] = bias.numel() // plan.tp_size
@@ -236,12 +284,3 @@ def memory_per_rank(model: nn.Module, plan: Plan, dp_size: int = 1) -> dict[str,
     return {"params_per_rank": per_rank, "weights_mib_per_rank": per_rank * 4 / 2**20,
             "train_state_mib_per_rank": per_rank * 16 / 2**20,
             "params_total": float(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()))}
-
-
-def plan_summary(plan: Plan) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for e in plan.entries.values():
-        counts[e.style] = counts.get(e.style, 0) + 1
-    return counts
-
-

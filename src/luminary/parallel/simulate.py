@@ -20,6 +20,7 @@ shapes and need ``implicit_replication`` around the forward.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import types
 from typing import Any, Iterator
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from luminary.parallel.experts import local_slice
 from luminary.parallel.trace import Group, dense_features, dense_kind, output_tensors
 
 TIMEOUT_S = 300.0
@@ -80,11 +82,34 @@ def _local_forward(module: nn.Module, role: str, tp: int, state: threading.local
     return types.MethodType(forward, module)
 
 
+def _bank_forward(module: nn.Module, split: dict[str, tuple[int, int]], tp: int, state: threading.local,
+                  reduce: _AllReduce):
+    """Each rank runs the bank's own code on a shallow copy holding its parts; outputs are summed."""
+    copies = []
+    for rank in range(tp):
+        c = copy.copy(module)
+        c._parameters = {n: local_slice(p, *split[n], tp, rank) if n in split else p
+                         for n, p in module._parameters.items()}
+        copies.append(c)
+    original, cls_forward = module.forward, type(module).forward
+
+    def forward(*args, **kwargs):
+        rank = getattr(state, "rank", None)
+        if rank is None:
+            return original(*args, **kwargs)
+        return reduce(rank, cls_forward(copies[rank], *args, **kwargs))
+
+    return forward
+
+
 @contextlib.contextmanager
 def _patched(model: nn.Module, roles: dict[str, str], tp: int, state: threading.local,
-             reduce: _AllReduce) -> Iterator[None]:
+             reduce: _AllReduce, banks: dict[str, dict[str, tuple[int, int]]]) -> Iterator[None]:
     modules = dict(model.named_modules())
     patched = []
+    for name, split in banks.items():
+        modules[name].forward = _bank_forward(modules[name], split, tp, state, reduce)
+        patched.append(modules[name])
     for name, role in roles.items():
         module = modules[name]
         module.forward = _local_forward(module, role, tp, state, reduce)
@@ -96,8 +121,10 @@ def _patched(model: nn.Module, roles: dict[str, str], tp: int, state: threading.
             del module.forward
 
 
-def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, Any]) -> list[torch.Tensor] | str:
-    """Rank 0's output with ``roles`` (name -> colwise|rowwise) split over ``tp`` threads, or the error."""
+def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, Any],
+             banks: dict[str, dict[str, tuple[int, int]]] | None = None) -> list[torch.Tensor] | str:
+    """Rank 0's output with ``roles`` (name -> colwise|rowwise) and expert ``banks`` (name -> parameter
+    -> (dimension, packs)) split over ``tp`` threads, or the error."""
     state = threading.local()
     reduce = _AllReduce(tp)
     results: list[Any] = [None] * tp
@@ -114,7 +141,7 @@ def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, 
     was_training = model.training
     model.eval()
     try:
-        with _patched(model, roles, tp, state, reduce):
+        with _patched(model, roles, tp, state, reduce, banks or {}):
             threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in range(tp)]
             for t in threads:
                 t.start()
@@ -182,3 +209,18 @@ def local_output_check(model: nn.Module, groups: list[Group], tp: int, probe: di
             why = out if isinstance(out, str) else "local outputs change the model output"
             verdict[sig] = f"local outputs break {sig}: {why}"
     return verdict
+
+
+def choose_bank_splits(model: nn.Module, candidates: dict[str, list[dict[str, tuple[int, int]]]], tp: int,
+                       probe: dict[str, Any], reference: list[torch.Tensor]) -> dict[str, dict[str, tuple[int, int]]]:
+    """For each kind of expert bank, the first candidate split that reproduces the output (none: left whole)."""
+    by_kind: dict[str, list[str]] = {}
+    for name in candidates:
+        by_kind.setdefault(type(model.get_submodule(name)).__name__, []).append(name)
+    chosen: dict[str, dict[str, tuple[int, int]]] = {}
+    for names in by_kind.values():
+        for cand in candidates[names[0]]:
+            if close(reference, simulate(model, {}, tp, probe, {n: cand for n in names})):
+                chosen.update({n: cand for n in names})
+                break
+    return chosen

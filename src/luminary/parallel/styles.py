@@ -12,6 +12,7 @@ GPT-2's ``Conv1D`` keeps it as (in, out), so the same split is ``Shard(1)``.
 | colwise_gather | output features | gathered (the LM head) |
 | rowwise | input features | summed over ranks (replicated) |
 | vocab_embedding | vocabulary rows | summed over ranks; the token ids come in replicated |
+| experts | each expert's intermediate dimension | summed over ranks (a MoE expert bank) |
 | replicate | none | the module is left alone |
 """
 
@@ -24,6 +25,7 @@ from torch.distributed.tensor import DeviceMesh, Replicate, Shard, distribute_mo
 from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel
 
 from luminary.core.errors import LuminaryError
+from luminary.parallel.experts import ExpertsParallel
 
 STYLES: dict[str, str] = {
     "colwise": "split output features; local output",
@@ -31,6 +33,7 @@ STYLES: dict[str, str] = {
     "colwise_gather": "split output features; output gathered",
     "rowwise": "split input features; output summed over ranks",
     "vocab_embedding": "split the vocabulary; output summed over ranks",
+    "experts": "expert bank: intermediate dimension split; output summed over ranks",
     "replicate": "left whole",
 }
 
@@ -95,10 +98,12 @@ class _Conv1DRowwise(RowwiseParallel):
         )
 
 
-def build_style(style: str, kind: str) -> ParallelStyle | None:
-    """The ParallelStyle for a module of ``kind`` (linear, conv1d, embedding); None to leave it."""
+def build_style(style: str, kind: str, split: dict | None = None) -> ParallelStyle | None:
+    """The ParallelStyle for a module of ``kind`` (linear, conv1d, embedding, experts); None to leave it."""
     if style == "replicate":
         return None
+    if style == "experts" and kind == "experts":
+        return ExpertsParallel({n: tuple(v) for n, v in (split or {}).items()})
     conv = kind == "conv1d"
     col, row = (_Conv1DColwise, _Conv1DRowwise) if conv else (ColwiseParallel, RowwiseParallel)
     if style == "colwise":

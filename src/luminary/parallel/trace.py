@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from luminary.core.errors import LuminaryError
+from luminary.parallel.experts import Bank, ExpertFlow, bank_params
 
 try:  # GPT-2's transposed Linear
     from transformers.pytorch_utils import Conv1D
@@ -146,6 +147,7 @@ class Trace:
     roles: dict[str, str]  # name -> style (colwise, rowwise, colwise_gather, vocab_embedding, replicate)
     reasons: dict[str, str]
     groups: list[Group]
+    banks: dict[str, Bank] = field(default_factory=dict)  # expert banks: which parameter is column, which row
 
 
 class _Tagger(TorchFunctionMode):
@@ -179,6 +181,8 @@ class _Tracer:
     def __init__(self, model: nn.Module, tp_size: int, forced: dict[str, str], token_ids: list[torch.Tensor]):
         self.model, self.tp, self.forced, self.token_ids = model, tp_size, forced, token_ids
         self.names = {id(m): n for n, m in model.named_modules() if dense_kind(m)}
+        self.bank_names = {id(m): n for n, m in model.named_modules() if bank_params(m)}
+        self.banks: dict[str, Bank] = {}
         self.blocks = list_blocks(model)
         self.parent: list[int] = []
         self.groups: list[Group] = []
@@ -230,15 +234,7 @@ class _Tracer:
             if n_in % self.tp:
                 return "replicate", f"fed token ids, but vocabulary {n_in} does not divide by {self.tp}"
             return "vocab_embedding", "fed token ids: split on the vocabulary"
-        home = block_of(name, self.blocks)
-        live: set[int] = set()
-        for g in getattr(x, TAG, frozenset()) if isinstance(x, torch.Tensor) else ():
-            root = self.find(g)
-            group = self.groups[root]
-            if group.blocks != {home}:
-                group.leaks = True  # a split value crossed a block boundary
-            else:
-                live.add(root)
+        live = self.live_groups(name, x)
         forced = self.forced.get(name)
         if forced is not None:
             if forced == "rowwise":
@@ -280,6 +276,49 @@ class _Tracer:
         elif role in ("rowwise", "vocab_embedding", "colwise_gather"):
             setattr(out, TAG, frozenset())
 
+    def live_groups(self, name: str, x: Any) -> set[int]:
+        """The column groups ``x`` comes split from, as seen from module ``name`` (leaks noted)."""
+        home = block_of(name, self.blocks)
+        live: set[int] = set()
+        for g in getattr(x, TAG, frozenset()) if isinstance(x, torch.Tensor) else ():
+            root = self.find(g)
+            group = self.groups[root]
+            if group.blocks != {home}:
+                group.leaks = True  # a split value crossed a block boundary
+            else:
+                live.add(root)
+        return live
+
+    def bank_pre_hook(self, module: nn.Module, args: tuple) -> None:
+        name = self.names_of_bank(module)
+        x = args[0] if args else None
+        live = self.live_groups(name, x)
+        if name in self.forced:
+            role, reason = self.forced[name], "override"
+        elif live or not isinstance(x, torch.Tensor):
+            role, reason = "replicate", "an expert bank fed split values: left whole"
+            for g in live:
+                self.groups[g].blocked = True
+        else:
+            role, reason = "experts", "expert bank fed replicated values: intermediate dimension split"
+        if name not in self.roles:
+            self.order.append(name)
+            self.roles[name], self.reasons[name] = role, reason
+        module._luminary_flow = ExpertFlow(module, x) if role == "experts" else None
+        if module._luminary_flow is not None:
+            module._luminary_flow.__enter__()
+
+    def bank_post_hook(self, module: nn.Module, args: tuple, out: Any) -> None:
+        flow = module._luminary_flow
+        if flow is not None:
+            flow.__exit__(None, None, None)
+            self.banks.setdefault(self.names_of_bank(module), flow.bank)
+        if isinstance(out, torch.Tensor):
+            setattr(out, TAG, frozenset())  # the bank's output is summed over ranks
+
+    def names_of_bank(self, module: nn.Module) -> str:
+        return self.bank_names[id(module)]
+
     @contextlib.contextmanager
     def hooks(self) -> Iterator[None]:
         handles = []
@@ -287,14 +326,18 @@ class _Tracer:
             if id(module) in self.names:
                 handles.append(module.register_forward_pre_hook(self.pre_hook))
                 handles.append(module.register_forward_hook(self.post_hook))
+            elif id(module) in self.bank_names:
+                handles.append(module.register_forward_pre_hook(self.bank_pre_hook))
+                handles.append(module.register_forward_hook(self.bank_post_hook))
         try:
             yield
         finally:
             for h in handles:
                 h.remove()
             for module in self.model.modules():
-                if hasattr(module, "_luminary_role"):
-                    del module._luminary_role
+                for attr in ("_luminary_role", "_luminary_flow"):
+                    if hasattr(module, attr):
+                        delattr(module, attr)
 
 
 def _one_pass(model: nn.Module, tp_size: int, forced: dict[str, str], probe: dict[str, Any]) -> _Tracer:
@@ -350,7 +393,7 @@ def trace(model: nn.Module, tp_size: int, forced: dict[str, str] | None = None,
         if name in roles:
             reasons[name] = why
     return Trace(order=t.order, roles=roles, reasons=reasons,
-                 groups=[g for g in groups if g.rows and not g.reaches_output])
+                 groups=[g for g in groups if g.rows and not g.reaches_output], banks=t.banks)
 
 
 def _trouble(g: Group) -> str | None:
@@ -368,11 +411,11 @@ def _trouble(g: Group) -> str | None:
 
 def match_overrides(model: nn.Module, overrides: dict[str, str]) -> dict[str, str]:
     """Module name -> style for each glob pattern; a pattern that names nothing is an error."""
-    names = [n for n, m in model.named_modules() if dense_kind(m)]
+    names = [n for n, m in model.named_modules() if dense_kind(m) or bank_params(m)]
     out: dict[str, str] = {}
     for pattern, style in overrides.items():
         hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
-            raise LuminaryError(f"parallel override '{pattern}': matches no Linear, Conv1D or Embedding module")
+            raise LuminaryError(f"parallel override '{pattern}': matches no Linear, Conv1D, Embedding or expert bank")
         out.update({n: style for n in hits})
     return out
