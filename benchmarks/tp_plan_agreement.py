@@ -9,7 +9,8 @@ hand-written plan module by module. Styles are compared by what they split:
 - column: colwise, colwise_gather_output, colwise_rep, packed_colwise (ours: colwise*, any output);
 - row: rowwise, rowwise_split_input, rowwise_rep, packed_rowwise;
 - vocab: embedding_rowwise; whole: replicate, replicated_with_grad_allreduce, mla_kv_a_proj;
-- anything else (moe_tp_experts, local_params, embedding_colwise, all_reduce ...) is its own kind.
+- experts: moe_tp_experts (ours: an expert bank split, its parameters column and row as above);
+- anything else (local_params, embedding_colwise, all_reduce ...) is its own kind.
 
 Configs that cannot be built tiny and offline, or whose base model does not
 take token ids, are skipped, counted and listed. Prints ONE JSON object.
@@ -39,15 +40,16 @@ KIND = {
     "local_rowwise": "row",
     "embedding_rowwise": "vocab",
     "replicate": "whole", "replicated_with_grad_allreduce": "whole", "mla_kv_a_proj": "whole",
+    "moe_tp_experts": "experts",
 }
 OURS = {"colwise": "column", "colwise_dtensor": "column", "colwise_gather": "column", "rowwise": "row",
-        "vocab_embedding": "vocab", "replicate": "whole"}
+        "vocab_embedding": "vocab", "replicate": "whole", "experts": "experts"}
 
 SHRINK = {
     "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2, "num_decoder_layers": 2,
     "hidden_size": 64, "n_embd": 64, "d_model": 64,
     "intermediate_size": 128, "ffn_dim": 128, "n_inner": 128, "d_ff": 128, "ffn_hidden_size": 128,
-    "moe_intermediate_size": 32, "shared_expert_intermediate_size": 64, "expert_intermediate_size": 32,
+    "moe_intermediate_size": 48, "shared_expert_intermediate_size": 64, "expert_intermediate_size": 32,
     "num_attention_heads": 4, "n_head": 4, "num_heads": 4, "num_key_value_heads": 2, "n_kv_heads": 2,
     "head_dim": 16, "kv_channels": 16,
     "vocab_size": 512, "max_position_embeddings": 128, "n_positions": 128,
@@ -125,11 +127,25 @@ def compare(model_type: str, cls: type, tp: int) -> dict:
     ours = auto_plan(model, tp).entries
     rows = []
     for name, style in ref.items():
-        mine = ours[name].style if name in ours else "replicate"
-        rows.append({"module": name, "theirs": style, "ours": mine,
-                     "agree": KIND.get(style, style) == OURS[mine],
-                     "why": ours[name].reason if name in ours else "not a Linear, Conv1D or Embedding: left whole"})
+        mine, why = ours_for(ours, name)
+        rows.append({"module": name, "theirs": style, "ours": mine, "agree": KIND.get(style, style) == mine,
+                     "why": why})
     return {"architecture": model_type, "modules": rows}
+
+
+def ours_for(entries: dict, name: str) -> tuple[str, str]:
+    """What luminary's plan does to a module, or to a parameter of an expert bank."""
+    if name in entries:
+        return OURS[entries[name].style], entries[name].reason
+    owner, _, param = name.rpartition(".")
+    e = entries.get(owner)
+    if e is not None and e.kind == "experts":
+        if e.style != "experts" or param not in (e.split or {}):
+            return "whole", e.reason
+        # transformers names a 3-D parameter's style by the stored dimension it splits:
+        # colwise = dimension 1 (-2), rowwise = dimension 2 (-1), whatever the layout (Llama 4 stores (E, in, out))
+        return ("column" if e.split[param][0] == 1 else "row"), e.reason
+    return "whole", "not a Linear, Conv1D, Embedding or expert bank: left whole"
 
 
 def main() -> None:

@@ -251,3 +251,19 @@ def test_clip_across_meshes_equals_torch_in_one_process():
     assert ours == pytest.approx(theirs, rel=1e-6)
     for p, q in zip(a, b):
         torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_expert_bank_split_by_data_flow_and_packing_by_numbers():
+    model = families()["mixtral"]()
+    plan = auto_plan(model, 2)
+    bank = plan.entries["model.layers.0.mlp.experts"]
+    assert bank.style == "experts" and bank.roles == {"gate_up_proj": "column", "down_proj": "row"}
+    assert bank.split == {"gate_up_proj": (1, 2), "down_proj": (2, 1)}  # [gate; up] split apart
+    banks = [n for n, e in plan.entries.items() if e.kind == "experts"]
+    probe = probe_inputs(model)
+    reference = run_probe(model, probe)
+    flat = {"gate_up_proj": (1, 1), "down_proj": (2, 1)}
+    assert not close(reference, simulate(model, {}, 2, probe, {n: flat for n in banks}))
+    assert close(reference, simulate(model, {}, 2, probe, {n: bank.split for n in banks}))
+    row = next(r for r in plan.rows() if r["module"] == "model.layers.0.mlp.experts")
+    assert row["params"]["gate_up_proj"]["shard"] == [4, 48, 32] and row["params"]["down_proj"]["shard"] == [4, 32, 24]

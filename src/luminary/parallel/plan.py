@@ -50,6 +50,7 @@ class Entry:
     shape: tuple[int, ...]  # the whole weight (an expert bank: its first parameter)
     split: dict[str, tuple[int, int]] | None = None  # expert bank: parameter -> (dimension, packs)
     params: dict[str, tuple[int, ...]] | None = None  # expert bank: parameter -> whole shape
+    roles: dict[str, str] | None = None  # expert bank: parameter -> column | row (by the data flow)
 
     def local_shapes(self, tp_size: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
         """Parameter -> (whole shape, the shape one tensor-parallel rank holds); the weight only for a layer."""
@@ -91,6 +92,7 @@ class Plan:
             if e.kind == "experts":
                 row["params"] = {n: {"shape": list(w), "shard": list(loc)} for n, (w, loc) in shapes.items()}
                 row["split"] = {n: list(v) for n, v in (e.split or {}).items()}
+                row["roles"] = dict(e.roles or {})
             out.append(row)
         return out
 
@@ -106,7 +108,8 @@ class Plan:
             kind = row.get("kind", "linear")
             split = {n: tuple(v) for n, v in row["split"].items()} if "split" in row else None
             params = {n: tuple(v["shape"]) for n, v in row["params"].items()} if "params" in row else None
-            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]), split, params)
+            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]), split, params,
+                                           row.get("roles"))
         return cls(int(data["tp_size"]), entries)
 
 
@@ -157,7 +160,9 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
             plan.entries[name] = Entry(style, reason, dense_kind(module), tuple(module.weight.shape))
         else:
             params = {n: tuple(getattr(module, n).shape) for n in bank_params(module)}
-            plan.entries[name] = Entry(style, reason, "experts", next(iter(params.values())), splits.get(name), params)
+            roles_in = t.banks[name].roles if name in t.banks else None
+            plan.entries[name] = Entry(style, reason, "experts", next(iter(params.values())), splits.get(name), params,
+                                       roles_in)
     _follow_ties(model, plan)
     if tp_size > 1 and not plan.styles():
         raise LuminaryError(f"{type(model).__name__}: no module can be split in {tp_size} parts (tp_size too large?)")
