@@ -58,7 +58,7 @@ SHRINK = {
     "first_k_dense_replace": 1,
     "q_lora_rank": 32, "kv_lora_rank": 32, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 16,
     "linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
-    "sliding_window": 32,
+    "sliding_window": 32, "rotary_dim": 8,
 }
 MAX_PARAMS = 20_000_000
 TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id")
@@ -81,12 +81,14 @@ def configs_with_plans() -> list[tuple[str, type]]:
 def shrink(cls: type):
     """The config class with small sizes (only the fields it has)."""
     defaults = cls()
-    kwargs = {k: v for k, v in SHRINK.items() if hasattr(defaults, k)}
+    kwargs = {k: v for k, v in SHRINK.items() if hasattr(defaults, k) and not _derived(cls, k)}
     if "qk_rope_head_dim" in kwargs:  # multi-head latent attention derives its head_dim from the rope part
         kwargs.pop("head_dim", None)
     n_layers = next((kwargs[k] for k in ("num_hidden_layers", "num_layers", "n_layer", "n_layers") if k in kwargs), 2)
     for key in ("layer_types", "block_types", "layers_block_type"):
         value = getattr(defaults, key, None)
+        if _derived(cls, key):
+            continue
         if isinstance(value, (list, tuple)) and value:
             kinds = list(dict.fromkeys(value))  # one of each kind, as far as the layers go
             kwargs[key] = (kinds + list(value))[:n_layers]
@@ -96,6 +98,11 @@ def shrink(cls: type):
         if isinstance(value, int) and value >= kwargs.get("vocab_size", 10**9):
             setattr(config, key, 1)
     return config
+
+
+def _derived(cls: type, key: str) -> bool:
+    """A read-only property computed from other fields (it cannot be passed in)."""
+    return isinstance(getattr(cls, key, None), property)
 
 
 def reference_plan(model, plan: dict[str, str]) -> dict[str, str]:
