@@ -84,7 +84,8 @@ def reference(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("one")
     trainer, per_device = tf.make_trainer(out / "run")
-    records = trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(every=tf.EVERY))
+    records = trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS,
+                          checkpoint=CheckpointPolicy(every=tf.EVERY))
     preds = Predictor(trainer.deployer, causal_lm_collate, tf.pred_fn).predict(trainer.model, tf.predict_examples(), 2)
     return records, [float(p) for p in preds]
 

@@ -12,7 +12,7 @@ from luminary.core.errors import LuminaryError
 from luminary.models import build_model
 from luminary.parallel import auto_plan, memory_per_rank
 from luminary.parallel.simulate import close, simulate
-from luminary.parallel.trace import probe_inputs, run_probe
+from luminary.parallel.probe import probe_inputs, run_probe
 
 
 def families():
@@ -87,8 +87,9 @@ def test_the_simulation_reproduces_the_unsplit_forward():
         model = families()[name]()
         probe = probe_inputs(model)
         reference = run_probe(model, probe)
+        split = ("colwise", "colwise_dtensor", "rowwise")
         roles = {n: ("rowwise" if e.style == "rowwise" else "colwise")
-                 for n, e in auto_plan(model, 2).entries.items() if e.style in ("colwise", "colwise_dtensor", "rowwise")}
+                 for n, e in auto_plan(model, 2).entries.items() if e.style in split}
         out = simulate(model, roles, 2, probe)
         assert close(reference, out) == (name == "llama")  # OPT's global heads break local outputs
 
@@ -231,7 +232,8 @@ def test_tp_size_must_divide_the_world_before_any_process_group(monkeypatch):
 def test_train_cli_with_tp_in_one_process_is_exit_2(cli, tmp_path, tokenizer_dir):
     (tmp_path / "a.txt").write_text("def f(x):\n    return x\n" * 50)
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\ndata: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
+    cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\n"
+                   f"data: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
                    "train: {per_device_batch_size: 2, max_steps: 1}\ntp_size: 2\n")
     res = cli("train", cfg, "--out", tmp_path / "run")
     assert res.returncode == 2 and "does not divide the world size 1" in res.stderr

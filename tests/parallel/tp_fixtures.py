@@ -13,8 +13,9 @@ VOCAB = 128
 
 def parity_models():
     """(name, builder): the families of the parity checks, dropout off."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, OPTConfig,
-                              OPTForCausalLM, Qwen3Config, MixtralConfig, MixtralForCausalLM, Qwen3ForCausalLM, T5Config, T5ForConditionalGeneration)
+    from transformers import (GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, MixtralConfig,
+                              MixtralForCausalLM, OPTConfig, OPTForCausalLM, Qwen3Config, Qwen3ForCausalLM, T5Config,
+                              T5ForConditionalGeneration)
 
     from luminary.models import build_model
 

@@ -1,7 +1,9 @@
 """Jobs the multi-process tests run under torchrun (each rank runs this file).
 
-    python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py OUT parity:2 moe:save fit:2 reshard:4,1
-    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py OUT parity:2 moe:load:DIR resume:2:RUN killsave:2
+    python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py \
+        OUT parity:2 moe:save fit:2 reshard:4,1
+    python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py \
+        OUT parity:2 moe:load:DIR resume:2:RUN killsave:2
 
 Several checks share one launch (starting processes is the slow part). Rank 0
 writes what it measured as JSON under OUT; the tests compare it with one process.

@@ -35,7 +35,8 @@ from luminary.core.errors import LuminaryError
 from luminary.parallel.plan import Plan, auto_plan, tie_groups
 from luminary.parallel.simulate import close
 from luminary.parallel.styles import build_style
-from luminary.parallel.trace import list_blocks, probe_inputs, run_probe
+from luminary.parallel.probe import probe_inputs, run_probe
+from luminary.parallel.trace import list_blocks
 
 
 def broadcast_parameters(model: nn.Module) -> None:

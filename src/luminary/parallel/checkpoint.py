@@ -85,7 +85,8 @@ def _contiguous(state: Any) -> Any:
     return _map(state, plain)
 
 
-def save_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, deployer: Any = None) -> None:
+def save_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       deployer: Any = None) -> None:
     """Model and optimizer shards into ``folder/distributed`` (collective)."""
     model_sd, optim_sd = get_state_dict(unwrap(model), optimizer)
     dcp.save(_contiguous({"model": model_sd, "optimizer": optim_sd}), checkpoint_id=str(Path(folder) / SHARDS))
@@ -124,7 +125,8 @@ def _check_fit(folder: Path, model: nn.Module, result: Any) -> None:
                             f"(missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]})")
 
 
-def load_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, deployer: Any = None) -> None:
+def load_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       deployer: Any = None) -> None:
     """Restore model and optimizer from ``folder``, whatever mesh (or none) wrote it."""
     folder, model = Path(folder), unwrap(model)
     if has_sharded_state(folder):

@@ -34,10 +34,12 @@ from luminary.core.errors import LuminaryError
 from luminary.parallel.experts import bank_params, split_candidates
 from luminary.parallel.simulate import choose_bank_splits, group_signature, local_output_check
 from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
-from luminary.parallel.trace import Trace, dense_kind, match_overrides, probe_inputs, run_probe, trace
+from luminary.parallel.probe import probe_inputs, run_probe
+from luminary.parallel.trace import Trace, dense_kind, match_overrides, trace
 
 MAX_ROUNDS = 16
-INNER_PARAMS = "whole parameters (a per-head norm) work on its split values, so each rank would see part of their gradient"
+INNER_PARAMS = ("whole parameters (a per-head norm) work on its split values, "
+                "so each rank would see part of their gradient")
 HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
                "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
 
@@ -108,8 +110,8 @@ class Plan:
             kind = row.get("kind", "linear")
             split = {n: tuple(v) for n, v in row["split"].items()} if "split" in row else None
             params = {n: tuple(v["shape"]) for n, v in row["params"].items()} if "params" in row else None
-            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]), split, params,
-                                           row.get("roles"))
+            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]),
+                                           split, params, row.get("roles"))
         return cls(int(data["tp_size"]), entries)
 
 

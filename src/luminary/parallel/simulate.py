@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from luminary.parallel.experts import local_slice
-from luminary.parallel.trace import Group, dense_features, dense_kind, output_tensors
+from luminary.parallel.probe import output_tensors
+from luminary.parallel.trace import Group, dense_features, dense_kind
 
 TIMEOUT_S = 300.0
 

@@ -37,6 +37,7 @@ from torch.utils._pytree import tree_leaves
 
 from luminary.core.errors import LuminaryError
 from luminary.parallel.experts import Bank, ExpertFlow, bank_params
+from luminary.parallel.probe import output_tensors, probe_inputs
 
 try:  # GPT-2's transposed Linear
     from transformers.pytorch_utils import Conv1D
@@ -65,46 +66,6 @@ def dense_features(module: nn.Module) -> tuple[int, int]:
     if Conv1D and isinstance(module, Conv1D):  # weight (in, out)
         return w.shape[0], w.shape[1]
     return w.shape[1], w.shape[0]  # nn.Linear weight (out, in)
-
-
-def probe_inputs(model: nn.Module, batch: int = 2, length: int = 7, seed: int = 0) -> dict[str, Any]:
-    """A tiny input for a transformers model: random token ids (and decoder ids)."""
-    config = getattr(model, "config", None)
-    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if config is None or not isinstance(embed, nn.Embedding):
-        raise LuminaryError(
-            f"{type(model).__name__}: automatic tensor parallelism needs a transformers model fed token ids"
-        )
-    device = embed.weight.device
-    gen = torch.Generator().manual_seed(seed)
-    vocab = embed.num_embeddings
-    inputs: dict[str, Any] = {"input_ids": torch.randint(0, vocab, (batch, length), generator=gen).to(device)}
-    if getattr(config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = torch.randint(0, vocab, (batch, length - 2), generator=gen).to(device)
-    inputs["use_cache"] = False
-    return inputs
-
-
-def output_tensors(out: Any) -> list[torch.Tensor]:
-    """The main output of a forward: logits, else the last hidden state, else the first tensor."""
-    for key in ("logits", "last_hidden_state"):
-        value = out.get(key) if hasattr(out, "get") else getattr(out, key, None)
-        if isinstance(value, torch.Tensor):
-            return [value]
-    leaves = [t for t in tree_leaves(out if not hasattr(out, "to_tuple") else out.to_tuple())
-              if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    return leaves[:1]
-
-
-def run_probe(model: nn.Module, probe: dict[str, Any]) -> list[torch.Tensor]:
-    """The model's main output on ``probe`` (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return [t.detach() for t in output_tensors(model(**probe))]
-    finally:
-        model.train(was_training)
 
 
 def block_of(name: str, blocks: list[str]) -> str:
