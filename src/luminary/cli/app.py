@@ -32,6 +32,7 @@ MODULES = [
     "luminary.cli.data",
     "luminary.cli.release",
     "luminary.cli.rl",
+    "luminary.cli.parallel",
 ]
 
 

@@ -327,19 +327,22 @@ class Trainer:
         if self.metrics:
             self.metrics.sync()
         weights = d.full_state_dict(self.model)
-        if d.distributed:
-            from luminary.parallel.checkpoint import save_sharded_state
-
-            save_sharded_state(folder, self.model, self.optimizer, d)
-            optimizer_state = None
-        else:
-            optimizer_state = self.optimizer.state_dict()
+        optimizer_state = None if d.distributed else self.optimizer.state_dict()  # under a mesh: in the shards
         extra = {name: obj.state_dict() for name, obj in self.state.items()}
         if hasattr(self.source, "state_dict"):
             extra["data_stream"] = self.source.state_dict()
-        if d.is_main:
-            ckpt.save_checkpoint(folder, unwrap(self.model), weights, self.trainer_state(), optimizer_state,
+
+        def write(target: Path) -> None:
+            ckpt.save_checkpoint(target, unwrap(self.model), weights, self.trainer_state(), optimizer_state,
                                  rng_state(), extra, self.tokenizer)
+
+        if d.distributed:
+            from luminary.parallel.checkpoint import save_distributed_checkpoint
+
+            save_distributed_checkpoint(folder, self.model, self.optimizer, d, write)
+        elif d.is_main:
+            write(folder)
+        if d.is_main:
             if policy is not None:
                 ckpt.prune_checkpoints(self.checkpoints_dir, policy.keep_last, set(policy.steps))
             for cb in self.callbacks:
@@ -363,10 +366,10 @@ class Trainer:
                 return False
             folder = found[-1][1]
         state = ckpt.read_trainer_state(folder)
-        if d.distributed:
-            from luminary.parallel.checkpoint import load_sharded_state
+        from luminary.parallel.checkpoint import has_sharded_state, load_sharded_state
 
-            load_sharded_state(folder, self.model, self.optimizer, d)
+        if d.distributed or has_sharded_state(folder):
+            load_sharded_state(folder, self.model, self.optimizer, d)  # reshards to this mesh (or none)
         else:
             ckpt.load_model_weights(unwrap(self.model), folder)
             self.optimizer.load_state_dict(ckpt.load_named_state(folder, "optimizer"))

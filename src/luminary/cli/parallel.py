@@ -1,0 +1,37 @@
+"""``luminary parallel plan MODEL --tp N``: the automatic tensor-parallel plan, as a table and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+parallel_app = typer.Typer(help="Automatic tensor-parallel plans (Redco's rules on torch.distributed).",
+                           no_args_is_help=True)
+
+
+@parallel_app.command("plan")
+def plan(
+    model: str = typer.Argument(..., help="a model folder, or a preset name (random weights)"),
+    tp: int = typer.Option(None, "--tp", min=1, help="tensor-parallel degree (default: the config's, else 2)"),
+    dp: int = typer.Option(1, "--dp", min=1, help="data-parallel degree (FSDP), for memory per rank"),
+    vocab: int = typer.Option(32000, "--vocab", min=1, help="vocabulary size for a preset"),
+    config: Path = typer.Option(None, "--config", help="YAML with a ParallelConfig (tp_size, overrides)"),
+    out: Path = typer.Option(None, "--out", help="write the plan as JSON here"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read *.bin weights with weights_only=True"),
+) -> None:
+    """Print the plan (module, style, shard shapes, memory per rank) and write it as JSON."""
+    from luminary.core.config import load_config
+    from luminary.parallel.config import ParallelConfig
+    from luminary.parallel.report import build_for_plan, format_table, plan_report, write_plan
+
+    cfg = load_config(config, ParallelConfig) if config else ParallelConfig(tp_size=tp or 2)
+    data = plan_report(build_for_plan(model, vocab, allow_pickle), tp or cfg.tp_size, dp, cfg.overrides)
+    typer.echo(format_table(data))
+    if out:
+        write_plan(data, out)
+        typer.echo(f"plan written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(parallel_app, name="parallel")

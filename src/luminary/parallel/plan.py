@@ -1,0 +1,293 @@
+"""Automatic tensor-parallel plans (Redco's two rules, in data-flow order).
+
+``auto_plan(model, tp_size)`` returns a :class:`Plan`: module name -> style
+name (``luminary.parallel.styles``), with the reason for each, in the order the
+forward pass reaches the modules. The rules (specs/redco.md):
+
+1. attention: q, k, v split column-wise, the output projection row-wise;
+2. every other dense layer alternates with the layer before it in the data
+   flow (column, row, column ...), so consecutive layers need no communication;
+
+with PyTorch's refinements: embeddings fed token ids split on the vocabulary
+when it divides (``RowwiseParallel(input_layouts=Replicate())``), a learned
+position table left alone, the LM head column-split with its output gathered,
+dimensions that do not divide left whole. Rule 1 is rule 2 seen on attention:
+q, k and v read the replicated hidden states, the output projection reads what
+they produced (``luminary.parallel.trace``). Whether the model code works on
+local (split) outputs is then checked numerically (``luminary.parallel.simulate``);
+groups that need global shapes keep DTensor outputs (``colwise_dtensor``).
+
+The plan is data: it is applied in one place (``luminary.parallel.apply``),
+written as JSON and printed by ``luminary parallel plan``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from luminary.core.errors import LuminaryError
+from luminary.parallel.experts import bank_params, split_candidates
+from luminary.parallel.simulate import choose_bank_splits, group_signature, local_output_check
+from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
+from luminary.parallel.probe import probe_inputs, run_probe
+from luminary.parallel.trace import Trace, dense_kind, match_overrides, trace
+
+MAX_ROUNDS = 16
+INNER_PARAMS = ("whole parameters (a per-head norm) work on its split values, "
+                "so each rank would see part of their gradient")
+HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
+               "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
+
+
+@dataclass(frozen=True)
+class Entry:
+    style: str
+    reason: str
+    kind: str  # linear | conv1d | embedding | experts
+    shape: tuple[int, ...]  # the whole weight (an expert bank: its first parameter)
+    split: dict[str, tuple[int, int]] | None = None  # expert bank: parameter -> (dimension, packs)
+    params: dict[str, tuple[int, ...]] | None = None  # expert bank: parameter -> whole shape
+    roles: dict[str, str] | None = None  # expert bank: parameter -> column | row (by the data flow)
+
+    def local_shapes(self, tp_size: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Parameter -> (whole shape, the shape one tensor-parallel rank holds); the weight only for a layer."""
+        if self.kind != "experts":
+            return {"weight": (self.shape, shard_shape(self.kind, self.style, self.shape, tp_size))}
+        out = {}
+        for name, shape in (self.params or {}).items():
+            local = list(shape)
+            if self.style == "experts" and name in (self.split or {}):
+                local[self.split[name][0]] //= tp_size
+            out[name] = (tuple(shape), tuple(local))
+        return out
+
+
+@dataclass
+class Plan:
+    """Module name -> :class:`Entry`, in data-flow order, for ``tp_size`` ranks."""
+
+    tp_size: int
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def styles(self) -> dict[str, str]:
+        """The modules that are split, with their style names."""
+        return {n: e.style for n, e in self.entries.items() if e.style != "replicate"}
+
+    @property
+    def needs_implicit_replication(self) -> bool:
+        return any(e.style == "colwise_dtensor" for e in self.entries.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row a module: name, style, weight shape, shard shape, MiB per rank (float32)."""
+        out = []
+        for name, e in self.entries.items():
+            shapes = e.local_shapes(self.tp_size)
+            row = {"module": name, "style": e.style, "kind": e.kind, "shape": list(e.shape),
+                   "shard": list(next(iter(shapes.values()))[1]),
+                   "mib_per_rank": sum(math.prod(local) for _, local in shapes.values()) * 4 / 2**20,
+                   "reason": e.reason}
+            if e.kind == "experts":
+                row["params"] = {n: {"shape": list(w), "shard": list(loc)} for n, (w, loc) in shapes.items()}
+                row["split"] = {n: list(v) for n, v in (e.split or {}).items()}
+                row["roles"] = dict(e.roles or {})
+            out.append(row)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tp_size": self.tp_size, "styles": {k: STYLES[k] for k in STYLES},
+                "modules": self.rows()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Plan":
+        entries = {}
+        for row in data["modules"]:
+            check_style(row["style"], row["module"])
+            kind = row.get("kind", "linear")
+            split = {n: tuple(v) for n, v in row["split"].items()} if "split" in row else None
+            params = {n: tuple(v["shape"]) for n, v in row["params"].items()} if "params" in row else None
+            entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]),
+                                           split, params, row.get("roles"))
+        return cls(int(data["tp_size"]), entries)
+
+
+def check_heads(model: nn.Module, tp_size: int) -> None:
+    """Every head count in the config must divide by ``tp_size`` (one line otherwise)."""
+    configs = [getattr(model, "config", None)]
+    configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder")] if configs[0] else []
+    for config in filter(None, configs):
+        for key in HEAD_FIELDS:
+            heads = getattr(config, key, None)
+            if isinstance(heads, int) and heads > 0 and heads % tp_size:
+                raise LuminaryError(f"model: {key} = {heads} is not divisible by tp_size {tp_size}")
+
+
+def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None = None,
+              probe: dict[str, Any] | None = None) -> Plan:
+    """The tensor-parallel plan for ``model`` on ``tp_size`` ranks.
+
+    ``overrides``: module-name glob -> style; they are fixed before the data
+    flow is read, so the layers after an overridden one adapt to it.
+    """
+    if tp_size < 1:
+        raise LuminaryError(f"tp_size must be >= 1, got {tp_size}")
+    for pattern, style in (overrides or {}).items():
+        check_style(style, f"parallel override '{pattern}'")
+    check_heads(model, tp_size)
+    probe = probe if probe is not None else probe_inputs(model)
+    forced = match_overrides(model, overrides or {})
+    t, dissolved, dtensor = _settle(model, tp_size, forced, probe)
+    roles, reasons = dict(t.roles), dict(t.reasons)
+    for g in t.groups:
+        why = dtensor.get(group_signature(model, g))
+        for c in g.cols if why else ():
+            if c not in forced:
+                roles[c], reasons[c] = "colwise_dtensor", why + "; outputs kept as DTensors"
+    reasons.update(dissolved)
+    for name, style in forced.items():
+        reasons[name] = f"override: {style}"
+    modules = dict(model.named_modules())
+    splits = _bank_splits(model, t, roles, reasons, tp_size, probe)
+    plan = Plan(tp_size)
+    never = [n for n, m in modules.items() if (dense_kind(m) or bank_params(m)) and n not in roles]
+    for name in t.order + never:
+        module = modules[name]
+        style = roles.get(name, forced.get(name, "replicate"))
+        reason = reasons.get(name, "not reached by the probe forward: left whole")
+        if dense_kind(module):
+            plan.entries[name] = Entry(style, reason, dense_kind(module), tuple(module.weight.shape))
+        else:
+            params = {n: tuple(getattr(module, n).shape) for n in bank_params(module)}
+            roles_in = t.banks[name].roles if name in t.banks else None
+            plan.entries[name] = Entry(style, reason, "experts", next(iter(params.values())), splits.get(name), params,
+                                       roles_in)
+    _follow_ties(model, plan)
+    if tp_size > 1 and not plan.styles():
+        raise LuminaryError(f"{type(model).__name__}: no module can be split in {tp_size} parts (tp_size too large?)")
+    return plan
+
+
+def _split_numel(model: nn.Module, t: Trace) -> int:
+    modules = dict(model.named_modules())
+    return sum(modules[n].weight.numel() for n, role in t.roles.items()
+               if role != "replicate" and dense_kind(modules[n]))
+
+
+def _bank_splits(model: nn.Module, t: Trace, roles: dict[str, str], reasons: dict[str, str], tp_size: int,
+                 probe: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
+    """How each expert bank splits, chosen numerically; banks with no working split are left whole."""
+    banks = [n for n, role in roles.items() if role == "experts"]
+    candidates = {n: split_candidates(model.get_submodule(n), t.banks[n], tp_size) for n in banks if n in t.banks}
+    chosen = choose_bank_splits(model, {n: c for n, c in candidates.items() if c}, tp_size, probe,
+                                run_probe(model, probe)) if any(candidates.values()) else {}
+    for name in banks:
+        if name in chosen:
+            packs = [f"{p} packed {k} ways" for p, (_, k) in chosen[name].items() if k > 1]
+            reasons[name] = "expert bank: " + ", ".join(
+                f"{p} {t.banks[name].roles[p]}" for p in chosen[name]) + ("; " + ", ".join(packs) if packs else "")
+        else:
+            roles[name] = "replicate"
+            reasons[name] = ("expert bank: no split of its parameters reproduces its output: left whole"
+                             if candidates.get(name) else "expert bank: sizes do not divide: left whole")
+    return chosen
+
+
+def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
+            probe: dict[str, Any]) -> tuple[Trace, dict[str, str], dict[str, str]]:
+    """Trace, then check local outputs numerically, one troubled group kind at a time.
+
+    A group kind whose local outputs change the model's output is left whole
+    when what it fed then splits column-wise instead (a low-rank bottleneck
+    followed by a norm, as in DeepSeek's attention: the split moves one layer
+    on), and otherwise keeps DTensor outputs (a reshape with a global head
+    count, as in OPT). Returns the trace, the modules left whole with why, and
+    the group kinds kept as DTensors with why.
+    """
+    dissolved: dict[str, str] = {}
+    dtensor: dict[str, str] = {}
+    t = trace(model, tp_size, forced, probe)
+    reference = run_probe(model, probe) if tp_size > 1 else []
+    modules = dict(model.named_modules())
+    for _ in range(MAX_ROUNDS):
+        pending = [g for g in t.groups if not set(g.cols + g.rows) & set(forced)
+                   and group_signature(model, g) not in dtensor]
+        failing = {group_signature(model, g): INNER_PARAMS for g in pending if g.inner_params}
+        failing.update({k: v for k, v in local_output_check(model, pending, tp_size, probe, reference).items()
+                        if v != "local" and k not in failing})
+        if not failing:
+            break
+        base, whole = _split_numel(model, t), {c: "replicate" for c in dissolved}
+        for sig, why in failing.items():
+            cols = [c for g in pending if group_signature(model, g) == sig for c in g.cols]
+            alt = trace(model, tp_size, {**forced, **whole, **{c: "replicate" for c in cols}}, probe)
+            # leaving the group whole must cost no more than its own columns: what it fed splits instead
+            if _split_numel(model, alt) >= base - sum(modules[c].weight.numel() for c in cols):
+                dissolved.update({c: f"{why}; left whole so the next layer splits instead" for c in cols})
+            else:
+                dtensor[sig] = why
+        t = trace(model, tp_size, {**forced, **{c: "replicate" for c in dissolved}}, probe)
+    return t, dissolved, dtensor
+
+
+def tie_groups(model: nn.Module) -> list[list[str]]:
+    """Names of modules that share one weight (tied embeddings and LM heads)."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        w = getattr(module, "weight", None)
+        if dense_kind(module) and isinstance(w, torch.Tensor):
+            owners.setdefault(id(w), []).append(name)
+    return [names for names in owners.values() if len(names) > 1]
+
+
+def weight_split(entry: Entry) -> int | None:
+    """Which dimension of the weight a style splits (None: whole)."""
+    return SPLIT_DIM.get((entry.kind, base_style(entry.style)))
+
+
+def _follow_ties(model: nn.Module, plan: Plan) -> None:
+    """Tied modules share one weight, so they must split it the same way.
+
+    A module the probe never reached (T5's ``shared``) takes the split of its
+    partners; partners that disagree are an error an override must resolve.
+    """
+    for names in tie_groups(model):
+        names = [n for n in names if n in plan.entries]
+        reached = [n for n in names if "not reached" not in plan.entries[n].reason]
+        splits = {weight_split(plan.entries[n]) for n in reached}
+        if len(splits) > 1:
+            raise LuminaryError(f"tied modules {', '.join(reached)} would split their shared weight differently; "
+                                "override them to one style")
+        split = splits.pop() if splits else None
+        for n in names:
+            e = plan.entries[n]
+            if n not in reached and split is not None:
+                style = next(s for (k, s), d in SPLIT_DIM.items() if k == e.kind and d == split)
+                style = "vocab_embedding" if e.kind == "embedding" and split == 0 else style
+                plan.entries[n] = Entry(style, f"shares its weight with {reached[0]}", e.kind, e.shape)
+
+
+def memory_per_rank(model: nn.Module, plan: Plan, dp_size: int = 1) -> dict[str, float]:
+    """Parameters and bytes per rank: split weights divide by tp, FSDP divides all by dp.
+
+    Training state in float32 with AdamW is 16 bytes a parameter (weight,
+    gradient, two moments).
+    """
+    modules = dict(model.named_modules())
+    split = {}
+    for name, e in plan.entries.items():
+        for pname, (_, local) in e.local_shapes(plan.tp_size).items():
+            split[id(getattr(modules[name], pname))] = math.prod(local)
+        bias = getattr(modules[name], "bias", None)
+        if isinstance(bias, torch.Tensor) and e.style in ("colwise", "colwise_dtensor", "colwise_gather"):
+            split[id(bias)] = bias.numel() // plan.tp_size
+    total = 0
+    for p in {id(p): p for p in model.parameters()}.values():
+        total += split.get(id(p), p.numel())
+    per_rank = total / dp_size
+    return {"params_per_rank": per_rank, "weights_mib_per_rank": per_rank * 4 / 2**20,
+            "train_state_mib_per_rank": per_rank * 16 / 2**20,
+            "params_total": float(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()))}
