@@ -178,6 +178,7 @@ class Trainer:
             for key, value in {"loss": loss.detach(), **extra}.items():
                 sums[key] = sums.get(key, 0.0) + torch.as_tensor(value, device=loss.device).float() * count
             sums["count"] = sums.get("count", 0.0) + count
+        sums["tokens"] = torch.tensor(float(tokens), device=loss.device)
         keys = sorted(sums)
         totals = d.all_reduce_sum(torch.stack([sums[k] for k in keys]))
         # one pass over the gradients: sums -> global mean, then clipped
@@ -188,6 +189,7 @@ class Trainer:
         *totals_list, norm = values
         total = dict(zip(keys, totals_list))
         count = max(total.pop("count"), 1e-12)
+        tokens = int(total.pop("tokens"))
         if not math.isfinite(total["loss"]) or not math.isfinite(norm):
             raise LuminaryError(f"step {self.step}: loss or gradient norm is not finite (lower the learning rate?)")
         record = {"step": self.step, "lr": lr, "grad_norm": norm, "tokens": tokens}
