@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-import tp_fixtures as tf
+from tests.parallel import tp_fixtures as tf
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")

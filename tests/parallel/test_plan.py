@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import tp_fixtures as tf
+from tests.parallel import tp_fixtures as tf
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model
 from luminary.parallel import auto_plan, memory_per_rank

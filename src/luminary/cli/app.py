@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     except LuminaryError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per rank
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.exceptions.ClickException as exc:
         exc.show()

@@ -18,7 +18,11 @@ def pretrain(
 
     from luminary.pretrain.runner import pretrain as run, summary_table
 
+    from luminary.core.progress import is_main_process
+
     result = run(recipe, out, resume=resume)
+    if not is_main_process():
+        return
     header, rows = summary_table(result)
     table = Table(title=f"{result.run_dir}: tokens per source and validation loss at each phase's end")
     for column in header:

@@ -18,7 +18,9 @@ def train(
 
     cfg = load_config(config, FinetuneConfig)
     records = run_finetune(cfg, out or Path("runs") / config.stem, resume=resume)
-    if records:
+    from luminary.core.progress import is_main_process
+
+    if records and is_main_process():
         last = records[-1]
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")
 

@@ -20,10 +20,9 @@ Under torchrun the same code runs data- and tensor-parallel (luminary.parallel).
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
