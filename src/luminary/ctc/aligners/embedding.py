@@ -136,22 +136,22 @@ class EmbeddingAligner:
         return [self._strings[i] for i in ids]
 
     # --- matching ----------------------------------------------------------------
-    def token_scores(
-        self, inputs: Sequence[torch.Tensor], contexts: Sequence[torch.Tensor], context_keep: Sequence[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """max_j cos(h_i, c_j) for every token i of each input, over the kept tokens j of its context."""
+    @staticmethod
+    def token_scores(inputs: Sequence[torch.Tensor], contexts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """max_j cos(h_i, c_j) for every row i of each input over the rows j of its context (0 if none)."""
         scores = []
         for start in range(0, len(inputs), 64):
             a = torch.nn.utils.rnn.pad_sequence(list(inputs[start : start + 64]), batch_first=True)
             c = torch.nn.utils.rnn.pad_sequence(list(contexts[start : start + 64]), batch_first=True)
-            keep = torch.nn.utils.rnn.pad_sequence(list(context_keep[start : start + 64]), batch_first=True)
-            if keep.shape[1] == 0:  # no context has a token to match
+            lengths = torch.tensor([len(x) for x in contexts[start : start + 64]], device=c.device)
+            if c.shape[1] == 0:  # no context has a token to match
                 best = a.new_zeros(a.shape[:2])
             else:
                 sim = torch.bmm(a, c.transpose(1, 2))  # (B, Ta, Tc)
-                best = sim.masked_fill(~keep[:, None, :], float("-inf")).max(dim=2).values
-                best = torch.where(torch.isinf(best), torch.zeros_like(best), best)  # an empty context
-            scores.extend(best[b, : len(x)].cpu() for b, x in enumerate(inputs[start : start + 64]))
+                padding = torch.arange(c.shape[1], device=c.device)[None, :] >= lengths[:, None]  # (B, Tc)
+                best = sim.masked_fill(padding[:, None, :], float("-inf")).max(dim=2).values
+                best = best.masked_fill(lengths[:, None] == 0, 0.0)  # an empty context
+            scores.extend(best[b, : len(x)] for b, x in enumerate(inputs[start : start + 64]))
         return scores
 
     def align(self, inputs: Sequence[str], contexts: Sequence[str]) -> list[Alignment]:
@@ -167,12 +167,11 @@ class EmbeddingAligner:
         index = {t: i for i, t in enumerate(texts)}
         tokens = self.tokenize(texts)
         embeddings = self.embed([ids for ids, _ in tokens])
-        specials = [torch.as_tensor(sp, dtype=torch.bool, device=self.device) for _, sp in tokens]
-        a = [embeddings[index[t]][~specials[index[t]]] for t in inputs]
-        c = [embeddings[index[t]] for t in contexts]
-        keep = [torch.ones_like(specials[index[t]]) if self.match_specials else ~specials[index[t]] for t in contexts]
+        plain = [without_specials(emb, special) for emb, (_, special) in zip(embeddings, tokens)]
+        a = [plain[index[t]] for t in inputs]
+        c = [(embeddings if self.match_specials else plain)[index[t]] for t in contexts]
         result = []
-        for text, scores in zip(inputs, self.token_scores(a, c, keep)):
+        for text, scores in zip(inputs, self.token_scores(a, c)):
             ids, special = tokens[index[text]]
             ids = [i for i, s in zip(ids, special) if not s]
             if self.baseline is not None:
@@ -180,6 +179,14 @@ class EmbeddingAligner:
             weights = [float(self.idf[i]) for i in ids] if self.idf is not None else None
             result.append(Alignment(self.token_strings(ids), scores.tolist(), weights))
         return result
+
+
+def without_specials(embedding: torch.Tensor, special: Sequence[int]) -> torch.Tensor:
+    """The rows of non-special tokens (a view when they are contiguous, as [CLS] … [SEP] leaves them)."""
+    kept = [i for i, s in enumerate(special) if not s]
+    if kept and kept[-1] - kept[0] + 1 == len(kept):
+        return embedding[kept[0] : kept[-1] + 1]
+    return embedding[torch.as_tensor(kept, dtype=torch.long, device=embedding.device)]
 
 
 def estimate_baseline(aligner: EmbeddingAligner, texts: Sequence[str], pairs: int = 1000, seed: int = 0) -> float:
