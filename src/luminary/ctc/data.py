@@ -8,7 +8,7 @@
 
        p(v) = |v| / |sentence| / (height(v) + 1)
 
-   (|v| its words; never a stopword or a span with no letter or digit),
+   (|v| its words; never a span of stopwords only or with no letter or digit),
    a masked node replacing everything below it; up to 5 tries, rejecting a
    template that is one mask or has two masks side by side. Without a
    parser here, the tree is a random binary bracketing of the words, drawn
@@ -75,8 +75,9 @@ def mask_tree(node: Span, words: Sequence[str], rng: random.Random) -> tuple[lis
             height = max(height, h + 1)
     else:
         template, answers, height = [words[node.start]], [], 0
-    text = " ".join(words[node.start : node.end])
-    if text.lower() in english_stopwords() or not any(ch.isalnum() for ch in text):
+    span = words[node.start : node.end]
+    text = " ".join(span)
+    if all(w.lower() in english_stopwords() for w in span) or not any(ch.isalnum() for ch in text):
         p = 0.0
     else:
         p = (node.end - node.start) / len(words) / (height + 1)
