@@ -11,7 +11,9 @@ functions (``get_bert_embedding``, ``greedy_cos_idf`` with a one-hot idf
 picking token i), one pair at a time so that no padding is involved.
 Speed: ``BERTScorer.score`` (batch 64, its default) against
 ``EmbeddingAligner.align`` on the same pairs, both models loaded before
-timing, runs alternating; ratio = median bert-score time / median luminary time.
+timing, runs alternating; ``ratio`` = median bert-score wall time / median
+luminary wall time, ``ratio_cpu_time`` the same with process CPU time (steadier
+on a shared machine, and equal to the wall ratio with one thread on an idle one).
 
     python benchmarks/ctc_vs_bertscore.py [--pairs 1000] [--repeats 3] [--device cpu] [--threads 2]
 
@@ -100,6 +102,17 @@ def bertscore_components(scorer, cands: list[str], refs: list[str]) -> list[list
     return out
 
 
+def padding_factors(aligner, cands: list[str], refs: list[str]) -> tuple[float, float]:
+    """Encoded token positions / real tokens: bert-score's batches (64 texts sorted by words), luminary's."""
+    from luminary.ctc.aligners.batching import length_batches
+
+    texts = sorted(set(cands + refs), key=lambda x: len(x.split(" ")), reverse=True)  # bert-score's order
+    lengths = [len(ids) for ids, _ in aligner.tokenize(texts)]
+    theirs = sum(max(lengths[i : i + 64]) * len(lengths[i : i + 64]) for i in range(0, len(lengths), 64))
+    ours = sum(max(lengths[i] for i in b) * len(b) for b in length_batches(lengths, aligner.max_tokens))
+    return theirs / sum(lengths), ours / sum(lengths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=1000)
@@ -128,21 +141,24 @@ def main() -> None:
         return theirs.score(cands, refs)[0]
 
     def timed(fn):
+        """(wall seconds, process CPU seconds, result)."""
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = fn()
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
-        return time.perf_counter() - start, result
+        return time.perf_counter() - start, time.process_time() - cpu, result
 
-    run_ours(), run_theirs()  # warm-up (first calls allocate)
-    t_ours, t_theirs = [], []
+    ours.align(cands[:50], refs[:50]), theirs.score(cands[:50], refs[:50])  # warm-up
+    t_ours, t_theirs, cpu_ours, cpu_theirs = [], [], [], []
     for _ in range(args.repeats):
-        seconds, alignments = timed(run_ours)
+        seconds, cpu, alignments = timed(run_ours)
         t_ours.append(seconds)
-        seconds, precision = timed(run_theirs)
+        cpu_ours.append(cpu)
+        seconds, cpu, precision = timed(run_theirs)
         t_theirs.append(seconds)
+        cpu_theirs.append(cpu)
 
     components = bertscore_components(theirs, cands, refs)
     token_diffs = [abs(a - b) for al, comp in zip(alignments, components) for a, b in zip(al.scores, comp)]
@@ -150,6 +166,7 @@ def main() -> None:
     means = [sum(al.scores) / len(al.scores) for al in alignments]
     p_diffs = [abs(m - float(p)) for m, p in zip(means, precision)]
     negative = sum(min(al.scores) < 0 for al in alignments)
+    pad_theirs, pad_ours = padding_factors(ours, cands, refs)
     print(json.dumps({
         "pairs": len(cands),
         "tokens": len(token_diffs),
@@ -158,7 +175,11 @@ def main() -> None:
         "max_abs_diff_P_batched": max(p_diffs),
         "pairs_P_batched_over_1e-5": sum(d > 1e-5 for d in p_diffs),
         "pairs_with_a_negative_best_match": negative,
+        "padding_factor_bertscore": round(pad_theirs, 3),
+        "padding_factor_ours": round(pad_ours, 3),
         "ratio": statistics.median(t_theirs) / statistics.median(t_ours),
+        "ratios_per_run": [round(b / a, 3) for a, b in zip(t_ours, t_theirs)],
+        "ratio_cpu_time": statistics.median(cpu_theirs) / statistics.median(cpu_ours),
         "repeats": args.repeats,
         "device": args.device,
         "threads": torch.get_num_threads(),

@@ -61,6 +61,7 @@ def test_score_summaries_matches_the_python_api(cli, tmp_path, minilm_aligner):
      ["/nonexistent/encoder", "model folder not found"]),
     (lambda rows: rows, ["--aspect", "fluency"], ["unknown aspect 'fluency'"]),
     (lambda rows: rows, ["--aspect", "consistency", "--align", "D"], ["needs a trained model folder"]),
+    (lambda rows: rows, ["--aspect", "consistency", "--align", "E", "--layer", "9"], ["layer must be between 0 and 6"]),
 ])
 def test_score_bad_input(cli, tmp_path, edit, args, needles):
     write_jsonl(tmp_path / "in.jsonl", edit([dict(r) for r in ROWS]))
@@ -94,6 +95,12 @@ def test_dialog_and_style_transfer_from_the_command_line(cli, tmp_path):
     write_jsonl(tmp_path / "style.jsonl", [{"input_sent": "the food was great", "hypo": "the food was awful"}])
     res = cli("ctc", "score", tmp_path / "style.jsonl", "--task", "style_transfer", "--aspect", "preservation")
     assert res.returncode == 0 and 0 < json.loads(res.stdout)["score"] <= 1
+
+
+def test_an_option_the_aligner_does_not_take(cli, tmp_path, tiny_d):
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    one_line_error(cli("ctc", "score", tmp_path / "in.jsonl", "--task", "summarization", "--aspect", "consistency",
+                       "--align", "D", "--model", tiny_d, "--layer", "2"), "aligner D takes no option 'layer'")
 
 
 def test_train_and_make_data_refuse_bad_input(cli, tmp_path):

@@ -97,3 +97,13 @@ def test_bad_training_data_names_its_line(tmp_path):
     path.write_text('{"context": "a", "input_text": "x", "labels": [2]}\n')
     with pytest.raises(LuminaryError, match="line 1: 'labels' must be a list of 0 and 1"):
         read_training_examples(path)
+
+
+def test_the_shipped_example_config_loads():
+    from pathlib import Path
+
+    from luminary.core.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "ctc-train-d.yaml"
+    cfg = load_config(path, AlignerTrainConfig)
+    assert (cfg.kind, cfg.lr, cfg.per_device_batch_size * cfg.accumulate_grad_batches) == ("D", 1e-5, 16)

@@ -33,9 +33,8 @@ def score(
     """Score each line of INPUT; prints (or writes) one {"score": ...} line per example."""
     from luminary.ctc.scorers import score_file
 
-    options = {"device": device}
-    if align == "E":
-        options.update(layer=layer, baseline=baseline)
+    given = {"device": device, "layer": layer, "baseline": baseline}
+    options = {name: value for name, value in given.items() if value is not None}
     rows = score_file(input, task, aspect, align=align, model=model, remove_stopwords=remove_stopwords,
                       aggr_type=aggr, output=out, idf=idf, **options)
     if out is None:

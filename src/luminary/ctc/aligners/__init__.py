@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,12 @@ def build_aligner(kind: str, model: str | Path | None = None, **options: Any) ->
         from luminary.ctc.encoder import default_encoder
 
         model = default_encoder()
-    return ALIGNERS[kind][0](model, **options)
+    cls = ALIGNERS[kind][0]
+    accepted = set(inspect.signature(cls).parameters) - {"model"}
+    for name in options:
+        if name not in accepted:
+            raise LuminaryError(f"aligner {kind} takes no option {name!r} (it takes {', '.join(sorted(accepted))})")
+    return cls(model, **options)
 
 
 __all__ = [
