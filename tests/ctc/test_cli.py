@@ -111,3 +111,11 @@ def test_train_and_make_data_refuse_bad_input(cli, tmp_path):
                        tmp_path / "nope"), "model folder not found")
     assert not (tmp_path / "out.jsonl").exists()
     assert read_jsonl(tmp_path / "in.jsonl") == [{"context": "Some text."}]
+
+
+def test_baseline_command_measures_unrelated_pairs(cli, tmp_path, tiny_bert):
+    write_jsonl(tmp_path / "texts.jsonl", [{"text": t} for t in ("same words", "same words", "same words")])
+    res = cli("ctc", "baseline", tmp_path / "texts.jsonl", "--model", tiny_bert, "--pairs", "5")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["baseline"] == pytest.approx(1.0, abs=1e-5)  # identical texts align fully
+    one_line_error(cli("ctc", "baseline", tmp_path / "texts.jsonl", "--field", "body"), "line 1: missing field 'body'")
