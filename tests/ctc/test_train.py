@@ -73,9 +73,9 @@ def test_d_keeps_the_checkpoint_with_the_best_f1_sum(tiny_bert, train_file, tmp_
 
 
 def test_r_trains_toward_the_share_of_words_not_hallucinated(tiny_bert, train_file, tmp_path):
-    from luminary.ctc.aligners import RegressionAligner
-
     from transformers import AutoTokenizer
+
+    from luminary.ctc.aligners import RegressionAligner
 
     rows = read_training_examples(train_file)
     encoded = encode_examples(rows, AutoTokenizer.from_pretrained(tiny_bert), "R", 256, 512)

@@ -107,8 +107,8 @@ def baseline(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Measure E's baseline b on unrelated pairs of your own texts (for --baseline)."""
-    from luminary.ctc.aligners import build_aligner, estimate_baseline
     from luminary.core.io import read_jsonl
+    from luminary.ctc.aligners import build_aligner, estimate_baseline
 
     rows = read_jsonl(texts, required=(field,))
     aligner = build_aligner("E", model, layer=layer)

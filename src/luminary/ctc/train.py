@@ -28,9 +28,24 @@ from luminary.core.config import Config, dump_config
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir
 from luminary.core.runs import write_run_json
-from luminary.ctc.aligners.pairs import MAX_INPUT_TOKENS, MAX_LENGTH, MODEL_INPUTS, collate_pairs, encode_pairs, word_mean
+from luminary.ctc.aligners.pairs import (
+    MAX_INPUT_TOKENS,
+    MAX_LENGTH,
+    MODEL_INPUTS,
+    collate_pairs,
+    encode_pairs,
+    word_mean,
+)
 from luminary.ctc.records import read_numbered
-from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, Predictor, ScheduleConfig, Trainer, build_schedule
+from luminary.train import (
+    CheckpointPolicy,
+    Deployer,
+    OptimizerConfig,
+    Predictor,
+    ScheduleConfig,
+    Trainer,
+    build_schedule,
+)
 from luminary.train.deployer import unwrap
 from luminary.train.trainer import Callback
 
