@@ -33,6 +33,7 @@ MODULES = [
     "luminary.cli.release",
     "luminary.cli.rl",
     "luminary.cli.parallel",
+    "luminary.cli.ctc",
 ]
 
 

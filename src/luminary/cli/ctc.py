@@ -1,0 +1,119 @@
+"""``luminary ctc …``: score generated text by information alignment, correlate, train aligners."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+ctc_app = typer.Typer(help="CTC: evaluate summaries, style transfer and dialog by information alignment.",
+                      no_args_is_help=True)
+
+
+@ctc_app.command("score")
+def score(
+    input: Path = typer.Argument(..., help="JSONL, one example a line (fields: see docs/ctc.md)"),
+    task: str = typer.Option(..., "--task", help="summarization, style_transfer, dialog or factual"),
+    aspect: str = typer.Option(..., "--aspect", help="consistency, relevance, preservation, groundedness, "
+                                                     "engagingness or factual_consistency"),
+    align: str = typer.Option("E", "--align", help="E (embedding), D (discriminative) or R (regression)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="encoder (E) or trained aligner (D, R) folder; "
+                                                                "E defaults to the packaged MiniLM"),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, help="E: hidden layer to match (default: last)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write scores here (JSONL) instead of stdout"),
+    aggr: Optional[str] = typer.Option(None, "--aggr", help="mean or sum (default: the task's)"),
+    remove_stopwords: Optional[bool] = typer.Option(None, "--remove-stopwords/--keep-stopwords",
+                                                    help="default: removed for dialog, kept otherwise"),
+    baseline: Optional[float] = typer.Option(None, "--baseline", help="E: rescale token scores as (s-b)/(1-b)"),
+    idf: bool = typer.Option(False, "--idf", help="E: weight tokens by idf over the file's texts"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Score each line of INPUT; prints (or writes) one {"score": ...} line per example."""
+    from luminary.ctc.scorers import score_file
+
+    given = {"device": device, "layer": layer, "baseline": baseline}
+    options = {name: value for name, value in given.items() if value is not None}
+    rows = score_file(input, task, aspect, align=align, model=model, remove_stopwords=remove_stopwords,
+                      aggr_type=aggr, output=out, idf=idf, **options)
+    if out is None:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    else:
+        typer.echo(f"{len(rows)} scores -> {out}", err=True)
+
+
+@ctc_app.command("correlate")
+def correlate(
+    scores: Path = typer.Argument(..., help="JSONL of scores (from `luminary ctc score`)"),
+    human: Path = typer.Argument(..., help="JSONL of human judgments, line by line with SCORES"),
+    field: str = typer.Option(..., "--field", help="the human score's field, e.g. consistency"),
+    score_field: str = typer.Option("score", "--score-field"),
+    system_field: str = typer.Option("system", "--system-field", help="for system-level correlations"),
+) -> None:
+    """Pearson, Spearman and Kendall at the instance and the system level."""
+    from luminary.ctc.correlate import correlate_files
+
+    typer.echo(json.dumps(correlate_files(scores, human, field, score_field, system_field), indent=2))
+
+
+@ctc_app.command("make-encoder")
+def make_encoder(
+    out: Path = typer.Argument(..., help="folder to create"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Write the packaged all-MiniLM-L6-v2 weights as a model folder (no download)."""
+    from luminary.ctc.encoder import make_encoder as build
+
+    typer.echo(str(build(out, overwrite=overwrite)))
+
+
+@ctc_app.command("make-data")
+def make_data(
+    input: Path = typer.Argument(..., help="JSONL with 'context' (and optionally 'text' to corrupt)"),
+    out: Path = typer.Argument(..., help="JSONL of labelled examples to write"),
+    infiller: Path = typer.Option(..., "--infiller", help="seq2seq folder with a mask token, or a causal LM "
+                                                            "with <fim_prefix>/<fim_suffix>/<fim_middle>"),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Build D/R training data: mask spans, infill them, label each word."""
+    from luminary.ctc.data import make_data as build
+
+    typer.echo(json.dumps(build(input, out, infiller, seed=seed, device=device)))
+
+
+@ctc_app.command("train")
+def train(
+    config: Path = typer.Argument(..., help="YAML config (see examples/ctc-train-d.yaml)"),
+    out: Path = typer.Option(..., "--out", help="run folder; the best aligner goes to OUT/best"),
+    resume: bool = typer.Option(True, "--resume/--restart"),
+) -> None:
+    """Train a D or R aligner through luminary's Trainer."""
+    from luminary.core.config import load_config
+    from luminary.ctc.train import AlignerTrainConfig, train_aligner
+
+    typer.echo(json.dumps(train_aligner(load_config(config, AlignerTrainConfig), out, resume=resume), indent=2))
+
+
+@ctc_app.command("baseline")
+def baseline(
+    texts: Path = typer.Argument(..., help="JSONL with one text a line"),
+    field: str = typer.Option("text", "--field"),
+    model: Optional[Path] = typer.Option(None, "--model", help="encoder folder (default: the packaged MiniLM)"),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0),
+    pairs: int = typer.Option(1000, "--pairs", min=1),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Measure E's baseline b on unrelated pairs of your own texts (for --baseline)."""
+    from luminary.core.io import read_jsonl
+    from luminary.ctc.aligners import build_aligner, estimate_baseline
+
+    rows = read_jsonl(texts, required=(field,))
+    aligner = build_aligner("E", model, layer=layer)
+    typer.echo(json.dumps({"baseline": estimate_baseline(aligner, [str(r[field]) for r in rows], pairs, seed)}))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ctc_app, name="ctc")

@@ -1,0 +1,125 @@
+"""D and R: aligners trained on self-supervised hallucination data.
+
+**D (discriminative)**, CTC §3.2: a token classifier over (input, context)
+with two labels, 0 = consistent and 1 = hallucinated. Subword features are
+averaged per word of the input and the word is scored
+
+    s_w = softmax(W · mean_{t ∈ w} h_t + b)[0] = P(not hallucinated)
+
+The head is linear, so averaging the head's logits over a word's subwords
+equals applying the head to the averaged features; the model's own forward
+gives the logits and :func:`word_mean` averages them.
+
+**R (regression)**: a sequence regressor (pooler, then Linear(hidden, 1))
+over (context, input); one score for the whole input, trained toward the
+share of its words that are not hallucinated.
+
+Both load a folder written by ``luminary ctc train`` (``save_pretrained``
+with its tokenizer) and score many pairs per batch, sorted by length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from luminary.core.errors import LuminaryError
+from luminary.ctc.aligners.base import Alignment
+from luminary.ctc.aligners.batching import default_device, length_batches
+from luminary.ctc.aligners.pairs import (
+    MAX_INPUT_TOKENS,
+    MAX_LENGTH,
+    MODEL_INPUTS,
+    EncodedPair,
+    collate_pairs,
+    encode_pairs,
+    word_mean,
+)
+
+
+def load_head_model(folder: str | Path, kind: str, allow_pickle: bool = False) -> Any:
+    """A trained D (token classifier, 2 labels) or R (sequence regressor, 1 output) folder."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from luminary.models.loading import load_config, load_model
+
+    auto, suffix, labels = (
+        (AutoModelForTokenClassification, "ForTokenClassification", 2) if kind == "D"
+        else (AutoModelForSequenceClassification, "ForSequenceClassification", 1)
+    )
+    config = load_config(folder)
+    architectures = config.architectures or []
+    if not any(a.endswith(suffix) for a in architectures) or config.num_labels != labels:
+        raise LuminaryError(
+            f"{folder}: not a trained {kind} aligner (expected a *{suffix} model with {labels} "
+            f"output{'s' if labels > 1 else ''}, found {architectures or 'no architecture'}); "
+            "train one with `luminary ctc train`"
+        )
+    return load_model(folder, auto, allow_pickle=allow_pickle)
+
+
+class PairAligner:
+    """Shared loading and batching of D and R; subclasses read the model's output."""
+
+    kind = ""
+    input_first = True
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str | None = None,
+        max_input_tokens: int = MAX_INPUT_TOKENS,
+        max_length: int = MAX_LENGTH,
+        max_tokens: int = 8192,
+        allow_pickle: bool = False,
+    ):
+        from luminary.models.loading import load_tokenizer
+
+        self.device = default_device(device)
+        self.model = load_head_model(model, self.kind, allow_pickle).to(self.device).eval()
+        self.tokenizer = load_tokenizer(model)
+        self.max_input_tokens, self.max_length, self.max_tokens = max_input_tokens, max_length, max_tokens
+
+    def encode(self, inputs: Sequence[str], contexts: Sequence[str]) -> list[EncodedPair]:
+        return encode_pairs(self.tokenizer, inputs, contexts, self.input_first, self.max_input_tokens, self.max_length)
+
+    @torch.inference_mode()
+    def align(self, inputs: Sequence[str], contexts: Sequence[str]) -> list[Alignment]:
+        if len(inputs) != len(contexts):
+            raise LuminaryError(f"{len(inputs)} inputs but {len(contexts)} contexts")
+        pairs = self.encode(inputs, contexts)
+        out: list[Alignment | None] = [None] * len(pairs)
+        for batch_ids in length_batches([len(p["input_ids"]) for p in pairs], self.max_tokens):
+            chunk = [pairs[i] for i in batch_ids]
+            batch = {k: v.to(self.device) for k, v in collate_pairs(chunk, self.tokenizer.pad_token_id or 0).items()}
+            logits = self.model(**{k: batch[k] for k in MODEL_INPUTS if k in batch}).logits.float()
+            word_index = batch["word_index"]
+            for i, alignment in zip(batch_ids, self.read(logits, word_index, chunk)):
+                out[i] = alignment
+        return out  # type: ignore[return-value]
+
+    def read(self, logits: torch.Tensor, word_index: torch.Tensor, pairs: list[EncodedPair]) -> list[Alignment]:
+        raise NotImplementedError
+
+
+class DiscriminativeAligner(PairAligner):
+    """D: per word of the input, P(not hallucinated | input, context)."""
+
+    kind = "D"
+
+    def read(self, logits, word_index, pairs):
+        n_words = max(1, max(len(p["words"]) for p in pairs))
+        probs = torch.softmax(word_mean(logits, word_index, n_words), dim=-1)[..., 0]  # (B, W)
+        return [Alignment(list(p["words"]), probs[b, : len(p["words"])].tolist()) for b, p in enumerate(pairs)]
+
+
+class RegressionAligner(PairAligner):
+    """R: one regressed score for the whole input given the context."""
+
+    kind = "R"
+    input_first = False
+
+    def read(self, logits, word_index, pairs):
+        return [Alignment(None, [float(v)]) for v in logits[:, 0]]

@@ -1,0 +1,119 @@
+"""CTC's metrics: each one formula over alignment scores (Deng et al., EMNLP 2021, §4).
+
+x is the input, y the output (hypothesis), r a reference; align(a → b)
+scores each token of a against b (see ``aligners``), mean/sum aggregate.
+
+| task | aspect | formula |
+| --- | --- | --- |
+| summarization | consistency | mean(align(y → x)) |
+| summarization | relevance | mean_r mean(align(r → y)) · mean(align(y → x)) |
+| style transfer | preservation | 2ab / (a + b), a = mean(align(x → y)), b = mean(align(y → x)) |
+| dialog | groundedness | sum(align(y → fact)), stopwords removed |
+| dialog | engagingness | sum(align(y → fact + "\\n\\n\\n" + history)), stopwords removed |
+| any | factual consistency | mean(align(y → grounding)) |
+
+Relevance averages over any number of references (the original's
+``score_relevance`` does the same); ctc_score's preservation returns
+ab / (a + b), half the harmonic mean written here, which ranks alike.
+Every function takes whole batches and makes one call to the aligner, so
+the E aligner encodes each distinct text once.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from luminary.core.errors import LuminaryError
+from luminary.ctc.aligners.base import Aggregation, Aligner, align_scores
+
+Pair = tuple[str, str]  # (input, context): align(input → context)
+
+
+def check_texts(name: str, texts: Sequence[str]) -> None:
+    """Each text must hold something to score."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise LuminaryError(f"{name} of example {i + 1} must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise LuminaryError(f"{name} of example {i + 1} is empty")
+
+
+def check_lengths(**columns: Sequence) -> int:
+    sizes = {name: len(col) for name, col in columns.items()}
+    if len(set(sizes.values())) > 1:
+        raise LuminaryError("columns differ in length: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+    return next(iter(sizes.values()), 0)
+
+
+def align_pairs(aligner: Aligner, pairs: Sequence[Pair], how: Aggregation, remove_stopwords: bool) -> list[float]:
+    return align_scores(aligner, [p[0] for p in pairs], [p[1] for p in pairs], how, remove_stopwords)
+
+
+def consistency(aligner: Aligner, docs: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = False,
+                how: Aggregation = "mean") -> list[float]:
+    """mean(align(y → x))"""
+    check_lengths(docs=docs, hypos=hypos)
+    check_texts("hypo", hypos)
+    return align_pairs(aligner, list(zip(hypos, docs)), how, remove_stopwords)
+
+
+def relevance(aligner: Aligner, docs: Sequence[str], refs: Sequence[Sequence[str]], hypos: Sequence[str],
+              remove_stopwords: bool = False, how: Aggregation = "mean") -> list[float]:
+    """mean_r mean(align(r → y)) · mean(align(y → x)), over every reference r of each example."""
+    n = check_lengths(docs=docs, refs=refs, hypos=hypos)
+    check_texts("hypo", hypos)
+    for i, example_refs in enumerate(refs):
+        if isinstance(example_refs, str) or not example_refs:
+            raise LuminaryError(f"refs of example {i + 1}: relevance needs a list of at least one reference")
+        check_texts(f"refs of example {i + 1}: reference", example_refs)
+    ref_pairs = [(r, hypos[i]) for i in range(n) for r in refs[i]]
+    scores = align_pairs(aligner, [*zip(hypos, docs), *ref_pairs], how, remove_stopwords)
+    y_x, r_y = scores[:n], scores[n:]
+    out, start = [], 0
+    for i in range(n):
+        k = len(refs[i])
+        out.append(y_x[i] * sum(r_y[start : start + k]) / k)
+        start += k
+    return out
+
+
+def harmonic(a: float, b: float) -> float:
+    """2ab / (a + b), 0 when a + b = 0."""
+    return 2 * a * b / (a + b) if a + b != 0 else 0.0
+
+
+def preservation(aligner: Aligner, inputs: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = False,
+                 how: Aggregation = "mean") -> list[float]:
+    """2ab / (a + b) with a = mean(align(x → y)), b = mean(align(y → x))."""
+    n = check_lengths(inputs=inputs, hypos=hypos)
+    check_texts("hypo", hypos)
+    scores = align_pairs(aligner, [*zip(inputs, hypos), *zip(hypos, inputs)], how, remove_stopwords)
+    return [harmonic(a, b) for a, b in zip(scores[:n], scores[n:])]
+
+
+def groundedness(aligner: Aligner, facts: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = True,
+                 how: Aggregation = "sum") -> list[float]:
+    """sum(align(y → fact)), stopwords removed."""
+    check_lengths(facts=facts, hypos=hypos)
+    check_texts("hypo", hypos)
+    return align_pairs(aligner, list(zip(hypos, facts)), how, remove_stopwords)
+
+
+def dialog_context(fact: str, history: str) -> str:
+    """The context CTC gives a response for engagingness: fact, three newlines, history."""
+    return "\n\n\n".join([fact.strip(), history.strip()])
+
+
+def engagingness(aligner: Aligner, facts: Sequence[str], histories: Sequence[str], hypos: Sequence[str],
+                 remove_stopwords: bool = True, how: Aggregation = "sum") -> list[float]:
+    """sum(align(y → fact + "\\n\\n\\n" + history)), stopwords removed."""
+    check_lengths(facts=facts, histories=histories, hypos=hypos)
+    check_texts("hypo", hypos)
+    contexts = [dialog_context(f, h) for f, h in zip(facts, histories)]
+    return align_pairs(aligner, list(zip(hypos, contexts)), how, remove_stopwords)
+
+
+def factual_consistency(aligner: Aligner, groundings: Sequence[str], hypos: Sequence[str],
+                        remove_stopwords: bool = False, how: Aggregation = "mean") -> list[float]:
+    """mean(align(y → grounding))."""
+    return consistency(aligner, groundings, hypos, remove_stopwords, how)
