@@ -29,7 +29,7 @@ from luminary.core.runs import write_run_json
 from luminary.scorer.inference import predict_score
 from luminary.scorer.metrics import label_auc
 from luminary.scorer.model import Scorer, pad_pairs
-from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, Predictor, ScheduleConfig, Trainer, build_schedule
+from luminary.train import CheckpointPolicy, Deployer, Predictor, ScheduleConfig, Trainer, build_schedule
 from luminary.train.checkpoint import list_checkpoints
 
 
@@ -49,6 +49,7 @@ class ScorerTrainConfig(Config):
     max_steps: int | None = Field(None, ge=1, description="optimizer updates; default: n_epochs over the data")
     max_grad_norm: float | None = Field(None, gt=0, description="None: no clipping (as Cappy)")
     freeze_embeddings: bool = Field(False, description="keep the input embeddings fixed (faster on a CPU)")
+    head_lr_mult: float = Field(1.0, gt=0, description="learning-rate multiplier of the head (outside the base model)")
     eval_every: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     seed: int = 0
@@ -88,6 +89,20 @@ def linear_warmup_schedule(lr: float, warmup_ratio: float, total_steps: int):
     return build_schedule(ScheduleConfig(kind="linear", peak_lr=lr, warmup_steps=warmup, end_lr=0.0), total_steps)
 
 
+def build_scorer_optimizer(model: torch.nn.Module, config: ScorerTrainConfig) -> torch.optim.AdamW:
+    """AdamW over two groups: the base model (``lr_mult`` 1) and the head, every parameter
+    outside ``model.base_model`` (``lr_mult = head_lr_mult``: a fresh head on a pretrained
+    encoder may learn faster than the encoder it reads)."""
+    body_ids = {id(p) for p in model.base_model.parameters()}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for _, p in trainable if id(p) in body_ids], "lr_mult": 1.0, "name": "body"},
+        {"params": [p for _, p in trainable if id(p) not in body_ids], "lr_mult": config.head_lr_mult, "name": "head"},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=1e-8,
+                             weight_decay=config.weight_decay)
+
+
 def export_checkpoint(checkpoint: Path, out: Path) -> Path:
     """A checkpoint's model and tokenizer as a plain model folder (no trainer state)."""
     with atomic_dir(out, overwrite=True) as tmp:
@@ -119,8 +134,7 @@ def train_scorer(config: ScorerTrainConfig, out: str | Path, resume: bool = Fals
     global_batch = config.per_device_batch_size * config.accumulate_grad_batches * deployer.dp_size
     total = config.max_steps or max(1, math.ceil(config.n_epochs * len(train_examples) / global_batch))
     collate = functools.partial(collate_labelled, scorer=scorer)
-    optimizer = OptimizerConfig(lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    trainer = Trainer(deployer, collate, mse_loss, scorer.model, optimizer=optimizer,
+    trainer = Trainer(deployer, collate, mse_loss, scorer.model, optimizer=build_scorer_optimizer(scorer.model, config),
                       lr_schedule=linear_warmup_schedule(config.lr, config.warmup_ratio, total),
                       accumulate_grad_batches=config.accumulate_grad_batches, max_grad_norm=config.max_grad_norm,
                       tokenizer=scorer.tokenizer)
