@@ -27,6 +27,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from luminary.scorer.demo import demo_dataset
 from luminary.scorer.experiment import default_backbone
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     torch.manual_seed(0)
     scorer = Scorer.from_backbone(default_backbone(), seed=0)
     instructions, responses = realistic_pairs(args.pairs)

@@ -96,10 +96,12 @@ def test_the_split_keeps_tasks_and_modules_apart():
 
 # The one test that trains the real pretrained MiniLM (6 layers): a scorer trained on
 # copy-style code tasks only must rank gold above same-task negatives on tasks it
-# never saw (raises, calls, name), read on modules it never saw.
+# never saw (raises, calls, name), read on modules it never saw. A fresh head sits at
+# the label mean for about 100 updates before it learns, hence 150: the slowest test here.
 AUC_STEPS = 150
 
 
+@pytest.mark.slow
 def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path):
     import random
 
@@ -118,4 +120,5 @@ def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path):
     scorer = Scorer.from_pretrained(result["scorer"], max_length=80)
     heldout = random.Random(1).sample(splits["heldout_tasks"], 60)
     report = evaluate_ranking(scorer, heldout, n_negatives=1)
-    assert report["auc"] >= 0.8, report
+    assert report["instruction_auc"] >= 0.8, report  # each instruction's gold above its negative
+    assert report["auc"] >= 0.75, report  # and pooled over all instructions

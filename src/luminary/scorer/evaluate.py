@@ -2,9 +2,12 @@
 
 - Ranking (Cappy as a classifier): each row's gold reference against
   ``n_negatives`` references of other rows of the same task (never one of the
-  row's own). Reported: AUC of gold against negatives over all rows,
-  pairwise accuracy (gold above a negative of the same row, ties ½) and
-  choice accuracy (gold is the argmax among its row's 1 + n choices).
+  row's own). Reported: AUC of gold against negatives pooled over all rows
+  (``auc``: scores must also be comparable across instructions), the mean
+  over rows of each row's own AUC (``instruction_auc``: the probability that
+  an instruction's gold outranks one of its negatives, ties ½; what reranking
+  and classification need) and choice accuracy (gold is the argmax among its
+  row's 1 + n choices).
 - Boosting (Cappy beside a generator): mean ROUGE-L F of the generator's
   beam output, of the candidate the scorer picks among the plan's, of the one
   the generator itself rates most likely (self-scoring), and of the best
@@ -59,8 +62,7 @@ def evaluate_ranking(scorer: Scorer, rows: Sequence[dict[str, Any]], n_negatives
 def _ranking_metrics(scores: Sequence[Sequence[float]]) -> dict[str, Any]:
     pos = [g[0] for g in scores]
     neg = [s for g in scores for s in g[1:]]
-    pairs = [1.0 if g[0] > s else 0.5 if g[0] == s else 0.0 for g in scores for s in g[1:]]
-    return {"auc": auc(pos, neg), "pairwise_accuracy": float(np.mean(pairs)),
+    return {"auc": auc(pos, neg), "instruction_auc": float(np.mean([auc(g[:1], g[1:]) for g in scores])),
             "choice_accuracy": choice_accuracy(scores, [0] * len(scores)), "n_rows": len(scores)}
 
 
