@@ -64,3 +64,24 @@ def test_auc_against_brute_force():
     assert auc(pos, neg) == pytest.approx(brute)
     assert auc([1, 2], [0]) == 1.0 and auc([0], [1, 2]) == 0.0
     assert choice_accuracy([[0.9, 0.1], [0.2, 0.3], [0.5, 0.5]], [0, 0, 0]) == pytest.approx(2 / 3)
+
+
+def test_held_out_ranking_metrics(cappy_dir):
+    from luminary.scorer.evaluate import evaluate_ranking, ranking_choices
+
+    rows = [{"task": "t", "instruction": f"q{i}", "references": [f"r{i}", f"s{i}"]} for i in range(6)]
+    rows.append({"task": "u", "instruction": "lonely", "references": ["only"]})
+    with pytest.raises(LuminaryError, match="no other reference"):
+        ranking_choices(rows, 2)
+    rows = rows[:6]
+    choices = ranking_choices(rows, 2, seed=0)
+    for row, group in zip(rows, choices):
+        assert group[0] == row["references"][0] and len(group) == 3
+        assert not set(group[1:]) & set(row["references"])  # negatives are other rows' references
+    scorer = Scorer.from_pretrained(cappy_dir)
+    report = evaluate_ranking(scorer, rows, n_negatives=2, seed=0)
+    scores = score_groups(scorer, [r["instruction"] for r in rows], choices)
+    assert report["auc"] == pytest.approx(auc([g[0] for g in scores], [s for g in scores for s in g[1:]]))
+    per_row = [sum(1.0 if g[0] > s else 0.5 if g[0] == s else 0.0 for s in g[1:]) / 2 for g in scores]
+    assert report["instruction_auc"] == pytest.approx(sum(per_row) / len(per_row))
+    assert report["choice_accuracy"] == pytest.approx(choice_accuracy(scores, [0] * len(scores)))
