@@ -98,11 +98,24 @@ def test_the_split_keeps_tasks_and_modules_apart():
 # copy-style code tasks only must rank gold above same-task negatives on tasks it
 # never saw (raises, calls, name), read on modules it never saw. A fresh head sits at
 # the label mean for about 100 updates before it learns, hence 150: the slowest test here.
+# One intra-op thread: on a shared 2-core machine two OpenMP threads spin against other
+# processes (the same small run measured 119 s with two threads, 7.7 s with one).
 AUC_STEPS = 150
 
 
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path):
+@pytest.mark.timeout(1200)
+def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path, one_thread):
     import random
 
     from luminary.core.io import write_jsonl
