@@ -34,6 +34,7 @@ MODULES = [
     "luminary.cli.rl",
     "luminary.cli.parallel",
     "luminary.cli.ctc",
+    "luminary.cli.scorer",
 ]
 
 

