@@ -28,6 +28,7 @@ app = typer.Typer(
 MODULES = [
     "luminary.cli.train",
     "luminary.cli.generate",
+    "luminary.cli.merge",
 ]
 
 

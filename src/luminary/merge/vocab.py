@@ -85,6 +85,7 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None) ->
         missing = next(n for n, v in vocabs.items() if v is None)
         raise LuminaryError(f"{missing}: no tokenizer.json, so its rows cannot be matched to tokens")
     order = [base] + [n for n in models if n != base]
+    source = base if source == "base" else source
     if source == "union":
         target = dict(vocabs[base])
         added = []
