@@ -73,9 +73,19 @@ def test_ties_keeps_the_largest_entries():
     kept = magnitude(T([1.0, -2.0, 3.0, 0.5]), density=0.5)
     assert torch.equal(kept, T([0.0, -2.0, 3.0, 0.0]))
     assert torch.equal(magnitude(T([1.0, -2.0, 3.0]), density=0.1), T([0.0, 0.0, 3.0]))  # at least one
-    out = run("ties", torch.zeros(4), [D1, D2], [{"density": 0.5}, {"density": 0.5}])
-    # δ1 → [0, −2, 3, 0], δ2 → [−3, 0, 1, 0]; Σ = [−3, −2, 4, 0]
-    assert torch.allclose(out, T([-3.0, -2.0, 2.0, 0.0]))
+    out = run("ties", torch.zeros(4), [D1, T([-3.0, 1.0, 1.5, -0.1])], [{"density": 0.5}, {"density": 0.5}])
+    # δ1 → [0, −2, 3, 0], δ2 → [−3, 0, 1.5, 0]; Σ = [−3, −2, 4.5, 0]
+    assert torch.allclose(out, T([-3.0, -2.0, 2.25, 0.0]))
+
+
+def test_ties_with_tied_sizes_keeps_exactly_k_like_argsort():
+    delta = torch.randint(-20, 20, (100_000,)).float()
+    kept = magnitude(delta, density=0.37)
+    k = int(0.37 * delta.numel())
+    reference = torch.zeros_like(delta)
+    top = torch.argsort(delta.abs(), descending=True)[:k]
+    reference[top] = delta[top]
+    assert int((kept != 0).sum()) <= k and torch.equal(kept, reference)
 
 
 def test_dare_is_seeded_and_keeps_density_and_l1():

@@ -3,7 +3,9 @@
 - magnitude (TIES, Yadav et al. 2023, arXiv:2306.01708): keep the
   k = max(1, ⌊density·n⌋) entries of largest |δ| (mergekit's count; the spec's
   ⌈density·n⌉ differs from it by at most one entry). The k-th largest |δ| is
-  found by selection (O(n)), not by sorting all n entries.
+  found by selection (O(n)); only when several entries tie at that size (common:
+  deltas of nearby float32 weights are quantised) is the full ``argsort`` used,
+  so that the same tied entries are kept as in mergekit.
 - bernoulli (DARE, Yu et al. 2023, arXiv:2311.03099): keep each entry with
   probability ``density``, drawn from a seeded generator.
 
@@ -39,7 +41,11 @@ def magnitude(delta: torch.Tensor, density: float, mode: str | None = None) -> t
     k = max(1, int(density * n))
     size = delta.abs().reshape(-1).float()
     threshold = size.kthvalue(n - k + 1).values  # the k-th largest |δ|
-    kept = delta * (size >= threshold).reshape(delta.shape).to(delta.dtype)
+    mask = size >= threshold
+    if int(mask.sum()) != k:  # ties at the threshold: keep the ones a descending argsort puts first
+        mask = torch.zeros_like(mask)
+        mask[torch.argsort(size, descending=True)[:k]] = True
+    kept = delta * mask.reshape(delta.shape).to(delta.dtype)
     return rescale(delta, kept, mode, density)
 
 
