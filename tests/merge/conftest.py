@@ -35,6 +35,16 @@ def zoo(tmp_path, tokenizer):
     return folders
 
 
+@pytest.fixture
+def odd_models(tmp_path, tokenizer):
+    crystal = build_model("crystal-debug", len(tokenizer), seed=0)
+    crystal.save_pretrained(tmp_path / "crystal")
+    wide = build_model("llama-debug", len(tokenizer), seed=0, intermediate_size=96)
+    wide.save_pretrained(tmp_path / "wide")
+    return tmp_path / "crystal", tmp_path / "wide"
+
+
+
 def state(folder) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

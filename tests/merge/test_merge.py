@@ -133,15 +133,6 @@ def one_line(res, *needles):
         assert n in lines[0], lines[0]
 
 
-@pytest.fixture
-def odd_models(tmp_path, tokenizer):
-    crystal = build_model("crystal-debug", len(tokenizer), seed=0)
-    crystal.save_pretrained(tmp_path / "crystal")
-    wide = build_model("llama-debug", len(tokenizer), seed=0, intermediate_size=96)
-    wide.save_pretrained(tmp_path / "wide")
-    return tmp_path / "crystal", tmp_path / "wide"
-
-
 @pytest.mark.parametrize("case, needles", [
     ("architecture", ["architecture", "cannot be merged"]),
     ("shape", ["shape", "cannot be merged"]),
