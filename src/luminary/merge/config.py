@@ -123,11 +123,15 @@ def load_merge_config(path: str | Path) -> MergeConfig:
     return resolve_paths(config, path.parent)
 
 
+def locate(name: str, folder: Path) -> str:
+    """``name`` as given if it exists (or nothing does), else beside the config file in ``folder``."""
+    if Path(name).exists() or not (folder / name).exists():
+        return name
+    return str(folder / name)
+
+
 def resolve_paths(config: MergeConfig, folder: Path) -> MergeConfig:
-    def fix(name: str) -> str:
-        if Path(name).exists() or not (folder / name).exists():
-            return name
-        return str(folder / name)
+    fix = lambda name: locate(name, folder)
 
     data = config.model_dump()
     if data["base_model"]:

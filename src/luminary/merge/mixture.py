@@ -35,7 +35,7 @@ from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir
 from luminary.core.progress import info, progress_bar
-from luminary.merge.config import DTYPES, MergeConfig, resolve_paths
+from luminary.merge.config import DTYPES, locate
 from luminary.merge.merge import write_manifest_with
 from luminary.merge.tensorio import StreamingWriter
 from luminary.merge.vocab import write_tokenizer
@@ -84,7 +84,7 @@ class MixtureConfig(Config):
 def load_mixture_config(path: str | Path) -> MixtureConfig:
     path = Path(path)
     config = validate(MixtureConfig, read_yaml(path), str(path))
-    fix = lambda m: resolve_paths(MergeConfig(merge_method="linear", models=[{"model": m}]), path.parent).models[0].model
+    fix = lambda m: locate(m, path.parent)
     data = config.model_dump()
     data["base_model"] = fix(config.base_model)
     for e in data["experts"]:
