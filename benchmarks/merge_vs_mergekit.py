@@ -148,6 +148,7 @@ def main() -> None:
         if method in EXACT:
             worst = max(worst, stats["max_abs_diff"])
         rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)  # progress; the result is the one JSON on stdout
         time_ours, time_mk, rss_ours, rss_mk = time_ours + t_o, time_mk + t_mk, max(rss_ours, r_o), max(rss_mk, r_mk)
         shutil.rmtree(ours_out)
         shutil.rmtree(mk_out)
