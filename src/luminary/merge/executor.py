@@ -47,8 +47,8 @@ def load_inputs(plan: MergePlan, task: TensorTask) -> tuple[torch.Tensor | None,
     tensors = {model: plan.models[model].tensors.get(name) for model, name in sources}
     if task.vocab:
         tensors = plan.vocab.apply(tensors)
-    if plan.dtype is not None:
-        tensors = {m: t.to(plan.dtype) for m, t in tensors.items()}
+    if plan.dtype is not None or plan.device != "cpu":
+        tensors = {m: t.to(plan.device, plan.dtype or t.dtype) for m, t in tensors.items()}
     base = tensors[task.base[0]] if task.base else None
     return base, [tensors[model] for model, _ in task.inputs]
 
@@ -56,7 +56,7 @@ def load_inputs(plan: MergePlan, task: TensorTask) -> tuple[torch.Tensor | None,
 def merge_task(plan: MergePlan, task: TensorTask, base, inputs) -> torch.Tensor:
     generator = derive_generator(plan.seed, task.name)
     out = plan.method.merge(base, inputs, task.shared, list(task.per_model), generator)
-    return out.to(plan.out_dtype).contiguous()
+    return out.to("cpu", plan.out_dtype).contiguous()
 
 
 def execute(plan: MergePlan, sink: Sink, description: str = "merging") -> None:

@@ -49,10 +49,7 @@ class MergePlan:
     dtype: torch.dtype | None  # inputs are cast to this before merging
     out_dtype: torch.dtype
     seed: int
-
-    def close(self) -> None:
-        for m in self.models.values():
-            m.close()
+    device: str = "cpu"
 
 
 def _is_pre(name: str) -> bool:
@@ -96,7 +93,7 @@ class _Planner:
                                     f"{list(ref.architecture)}; models of different architectures cannot be merged")
 
     # -- parameters ---------------------------------------------------------------------------------
-    def _resolve(self, out: OutputSlice, base: str | None, inputs: list[Source], tensor: str, t: float):
+    def _resolve(self, out: OutputSlice, inputs: list[Source], tensor: str, t: float):
         """Shared and per-model parameter values for one tensor, checked against the method."""
         shared_places = [out.parameters, self.config.parameters]
         shared = {}
@@ -140,7 +137,7 @@ class _Planner:
                                     "models of different shapes cannot be merged")
         if vocab:
             shape = (self.vocab.size, *shape[1:])
-        shared, per_model = self._resolve(out, base_name if base else None, inputs, out_name, t)
+        shared, per_model = self._resolve(out, inputs, out_name, t)
         self.tasks.append(TensorTask(out_name, base, tuple(inputs), shared, per_model, tuple(shape), vocab))
 
     def _slice_models(self, out: OutputSlice) -> tuple[list[str], str | None]:
@@ -195,8 +192,10 @@ class _Planner:
         ref_dtype = next(iter(self.models[self.reference].tensors.infos.values())).dtype
         dtype = torch_dtype(self.config.dtype)
         out_dtype = torch_dtype(self.config.out_dtype) or dtype or ref_dtype
+        if self.config.device == "cuda" and not torch.cuda.is_available():
+            raise LuminaryError("device: cuda was asked for, but torch sees no CUDA device")
         return MergePlan(self.method, self.models, self.tasks, self.reference, total, self.vocab, dtype, out_dtype,
-                         self.config.seed)
+                         self.config.seed, self.config.device)
 
 
 def build_plan(config: MergeConfig, models: dict[str, ModelFolder]) -> MergePlan:

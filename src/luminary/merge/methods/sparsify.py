@@ -53,5 +53,6 @@ def bernoulli(delta: torch.Tensor, density: float, generator: torch.Generator, m
     if density >= 1:
         return delta
     work = delta if delta.dtype in (torch.float32, torch.float64, torch.bfloat16) else delta.float()
-    mask = torch.bernoulli(torch.full_like(work, density), generator=generator)
+    # drawn on the CPU from a CPU generator: the same mask whichever device merges
+    mask = torch.bernoulli(torch.full(work.shape, density), generator=generator).to(work.device, work.dtype)
     return rescale(work, work * mask, mode, density).to(delta.dtype)
