@@ -49,8 +49,8 @@ def _predict(folder: Path, examples: list, collate, pred_fn, batch_size: int) ->
     from luminary.models import load_model
     from luminary.train import Deployer, Predictor
 
-    model = load_model(folder).eval()
     deployer = Deployer(workdir=None, seed=0, mixed_precision="no")
+    model = deployer.prepare_model(load_model(folder)).eval()
     return Predictor(deployer, collate, pred_fn).predict(model, examples, batch_size)
 
 
