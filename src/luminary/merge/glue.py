@@ -15,7 +15,6 @@ Output: ``clusters/`` (JSON, heatmap), ``family-K/`` (each family's model),
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -26,7 +25,7 @@ from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text
 from luminary.core.progress import info
-from luminary.merge.cluster import cluster_models, cluster_zoo
+from luminary.merge.cluster import cluster_zoo
 from luminary.merge.config import MergeConfig, locate
 from luminary.merge.evaluators import Evaluator, EvaluatorConfig, build_evaluator
 from luminary.merge.merge import run_merge
