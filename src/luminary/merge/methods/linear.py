@@ -29,8 +29,9 @@ class Linear(MergeMethod):
             raise LuminaryError("linear merge needs floating-point tensors")
         dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
         weights = torch.tensor([p["weight"] for p in per_model], dtype=dtype)
-        result = torch.zeros_like(first, dtype=dtype)
-        for tensor, w in zip(tensors, weights):
+        # 0 + w₀θ₀ = w₀θ₀ exactly, so the first product can be taken in place (the executor owns the inputs)
+        result = first.to(dtype).mul_(weights[0].item())
+        for tensor, w in zip(tensors[1:], weights[1:]):
             result.add_(tensor.to(dtype), alpha=w.item())
         if shared["normalize"]:
             result.div_(weights.sum())
