@@ -72,7 +72,7 @@ class TaskArithmetic(MergeMethod):
             if divisor.abs() < 1e-8:
                 divisor = torch.ones((), dtype=base.dtype)
         else:
-            mixed, divisor = self._elect(deltas, weights, shared["consensus"], base.dtype)
+            mixed, divisor = self._elect(deltas, weights, shared["consensus"], shared["normalize"])
         if shared["normalize"]:
             mixed.div_(divisor)
         if shared["lambda"] != 1:
@@ -80,8 +80,12 @@ class TaskArithmetic(MergeMethod):
         return mixed.add_(base).to(base.dtype)
 
     @staticmethod
-    def _elect(deltas: list[torch.Tensor], weights: torch.Tensor, consensus: str, dtype: torch.dtype):
-        """Δ = Σ mᵢwᵢδᵢ and Σ mᵢwᵢ under the elected sign (``deltas`` are already weighted)."""
+    def _elect(deltas: list[torch.Tensor], weights: torch.Tensor, consensus: str, normalize: bool):
+        """Δ = Σ mᵢwᵢδᵢ and (when normalising) Σ mᵢwᵢ under the elected sign; ``deltas`` are weighted.
+
+        mᵢ = [sgn(wᵢδᵢ) = s] is taken as δᵢ > 0 where s = +1 and δᵢ < 0 where s = −1
+        (a zero entry never matches), computed in place on the deltas the executor owns.
+        """
         if consensus == "sum":
             total = deltas[0].clone()
             for delta in deltas[1:]:
@@ -90,15 +94,17 @@ class TaskArithmetic(MergeMethod):
             total = deltas[0].sign()
             for delta in deltas[1:]:
                 total.add_(delta.sign())
-        sign = (total >= 0).to(dtype).mul_(2).sub_(1)
+        positive = total >= 0  # ties go to +
         del total
-        mixed = torch.zeros_like(deltas[0])
-        divisor = torch.zeros_like(deltas[0])
+        mixed, divisor = None, None
         for delta, w in zip(deltas, weights):
-            mask = delta.sign() == sign
-            mixed.add_(delta * mask)
-            divisor.add_(mask.to(dtype), alpha=w.item())
-        divisor[divisor == 0] = 1
+            keep = torch.where(positive, delta > 0, delta < 0)
+            part = delta.mul_(keep)
+            mixed = part if mixed is None else mixed.add_(part)
+            if normalize:
+                divisor = keep.to(delta.dtype).mul_(w) if divisor is None else divisor.add_(keep.to(delta.dtype), alpha=w.item())
+        if divisor is not None:
+            divisor[divisor == 0] = 1
         return mixed, divisor
 
 
