@@ -83,7 +83,12 @@ def config_for(method: str, models: dict[str, Path]) -> dict:
 
 
 def measure(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one subprocess."""
+    """Wall seconds and peak RSS (bytes) of one subprocess, started on a quiet disk.
+
+    ``os.sync`` first: otherwise one tool's timing includes the write-back of the
+    models generated (or merged) before it.
+    """
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "LUMINARY_QUIET": "1"})
