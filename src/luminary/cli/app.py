@@ -35,6 +35,7 @@ MODULES = [
     "luminary.cli.parallel",
     "luminary.cli.ctc",
     "luminary.cli.scorer",
+    "luminary.cli.merge",
 ]
 
 

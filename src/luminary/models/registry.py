@@ -14,6 +14,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 # (model_type, module, config class, base model class, causal-LM class)
 ARCHITECTURES: list[tuple[str, str, str, str | None, str]] = [
     ("crystal", "luminary.models.crystal", "CrystalConfig", "CrystalModel", "CrystalForCausalLM"),
+    ("luminary_block_moe", "luminary.merge.mixture_models", "BlockMixtureConfig", None, "BlockMixtureForCausalLM"),
+    ("luminary_model_moe", "luminary.merge.mixture_models", "ModelMixtureConfig", None, "ModelMixtureForCausalLM"),
 ]
 
 _done = False

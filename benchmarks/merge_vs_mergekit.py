@@ -1,0 +1,174 @@
+"""luminary merge against mergekit (``mergekit-yaml``), same configs, same Llama-shaped models.
+
+Installs mergekit from PyPI into its own virtual environment (.bench/mergekit-venv,
+torch pinned to the CPU build first), writes a base model and two "fine-tunes"
+(base + seeded noise) as safetensors, and merges them with both tools, each as
+a subprocess whose peak RSS is read with ``wait4``. Methods: linear,
+task_arithmetic, ties, dare_ties at density 1 (exact comparison), slerp, and
+dare_linear at density 0.5 (random masks differ between tools: compared by
+statistics: the share of entries left at the base, and the L1 norm of the
+merged task vector). Prints one JSON object: ``max_abs_diff`` (exact methods,
+float32), ``time_ratio`` and ``rss_ratio`` (ours / mergekit, summed over
+methods), and a row per method.
+
+    python benchmarks/merge_vs_mergekit.py               # ~1B parameters (llama-1b preset)
+    python benchmarks/merge_vs_mergekit.py --size tiny   # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from luminary.merge.tensorio import ModelTensors, StreamingWriter
+from luminary.models import build_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"1b": "llama-1b", "124m": "llama-124m", "tiny": "llama-tiny"}
+VOCAB = 32000
+EXACT = ["linear", "task_arithmetic", "ties", "dare_ties", "slerp"]
+
+
+def ensure_mergekit(venv: Path) -> Path:
+    exe = venv / "bin" / "mergekit-yaml"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run(pip + ["torch==2.13.0"], check=True)  # the CPU build, before mergekit pulls one
+        subprocess.run(pip + ["mergekit==0.1.5"], check=True)
+    return exe
+
+
+def write_model(folder: Path, preset: str, seed: int | None) -> None:
+    """Base weights N(0, 0.02²) (norms 1); a fine-tune adds N(0, 0.002²), seeded per tensor."""
+    config = build_config(preset, VOCAB, tie_word_embeddings=False)
+    with torch.device("meta"):
+        from transformers import LlamaForCausalLM
+
+        shapes = [(n, tuple(p.shape)) for n, p in LlamaForCausalLM(config).named_parameters()]
+    folder.mkdir(parents=True)
+    config.architectures = ["LlamaForCausalLM"]
+    config.dtype = "float32"
+    config.save_pretrained(folder)
+    writer = StreamingWriter(folder, [(n, torch.float32, s) for n, s in shapes], max_shard_bytes=2 * 10**9)
+    for i, (name, shape) in enumerate(shapes):
+        gen = torch.Generator().manual_seed(i)
+        t = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=gen) * 0.02
+        if seed is not None:
+            t += torch.randn(shape, generator=torch.Generator().manual_seed(seed * 100_000 + i)) * 0.002
+        writer.write(name, t)
+    writer.finish()
+
+
+def config_for(method: str, models: dict[str, Path]) -> dict:
+    base, a, b = (str(models[k]) for k in ("base", "a", "b"))
+    if method == "linear":
+        return {"merge_method": "linear", "models": [{"model": a, "parameters": {"weight": 0.6}},
+                                                     {"model": b, "parameters": {"weight": 0.4}}], "dtype": "float32"}
+    if method == "slerp":
+        return {"merge_method": "slerp", "base_model": base, "models": [{"model": a}],
+                "parameters": {"t": [0.1, 0.5, 0.9]}, "dtype": "float32"}
+    density = 0.5 if method == "dare_linear" else (0.6 if method == "ties" else 1.0)
+    return {"merge_method": method, "base_model": base, "dtype": "float32",
+            "models": [{"model": a, "parameters": {"weight": 0.7, "density": density}},
+                       {"model": b, "parameters": {"weight": [0.2, 0.6], "density": density}}]}
+
+
+def measure(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one subprocess, started on a quiet disk.
+
+    ``os.sync`` first: otherwise one tool's timing includes the write-back of the
+    models generated (or merged) before it.
+    """
+    os.sync()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "LUMINARY_QUIET": "1"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def compare(ours: Path, theirs: Path, base: Path | None) -> dict:
+    x, y = ModelTensors(ours), ModelTensors(theirs)
+    if set(x.names()) != set(y.names()):
+        raise SystemExit(f"tensor names differ: {sorted(set(x.names()) ^ set(y.names()))[:5]}")
+    b = ModelTensors(base) if base else None
+    diff, zeros, l1 = 0.0, [0, 0], [0.0, 0.0]
+    n = 0
+    for name in x.names():
+        tx, ty = x.get(name), y.get(name)
+        diff = max(diff, (tx - ty).abs().max().item())
+        if b is not None:
+            tb = b.get(name)
+            for k, t in enumerate((tx, ty)):
+                zeros[k] += (t == tb).sum().item()
+                l1[k] += (t - tb).abs().sum().item()
+            n += tb.numel()
+    out = {"max_abs_diff": diff}
+    if b is not None:
+        out.update(ours_unchanged_share=zeros[0] / n, mergekit_unchanged_share=zeros[1] / n,
+                   l1_ratio=l1[0] / l1[1])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", choices=sorted(SIZES), default="1b")
+    parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "merge")
+    parser.add_argument("--methods", default=",".join(EXACT + ["dare_linear"]))
+    args = parser.parse_args()
+    mergekit = ensure_mergekit(ROOT / ".bench" / "mergekit-venv")
+    shutil.rmtree(args.work, ignore_errors=True)
+    models = {k: args.work / k for k in ("base", "a", "b")}
+    for k, seed in (("base", None), ("a", 1), ("b", 2)):
+        write_model(models[k], SIZES[args.size], seed)
+    params = sum(i.nbytes for i in ModelTensors(models["base"]).infos.values()) // 4
+    for folder in models.values():  # the first timed run must not be the only one to read from disk
+        for file in folder.glob("*.safetensors"):
+            with open(file, "rb") as f:
+                while f.read(1 << 26):
+                    pass
+    rows, time_ours, time_mk, rss_ours, rss_mk, worst = [], 0.0, 0.0, 0, 0, 0.0
+    for i, method in enumerate(args.methods.split(",")):
+        cfg = args.work / f"{method}.yaml"
+        cfg.write_text(json.dumps(config_for(method, models)))
+        ours_out, mk_out = args.work / f"ours-{method}", args.work / f"mk-{method}"
+        run_ours = lambda: measure([sys.executable, "-m", "luminary", "merge", str(cfg), "--out", str(ours_out)])
+        run_mk = lambda: measure([str(mergekit), str(cfg), str(mk_out)])
+        if i % 2:  # alternate who goes first (page cache)
+            (t_mk, r_mk), (t_o, r_o) = run_mk(), run_ours()
+        else:
+            (t_o, r_o), (t_mk, r_mk) = run_ours(), run_mk()
+        row = {"method": method, "time_ratio": round(t_o / t_mk, 3), "rss_ratio": round(r_o / r_mk, 3),
+               "ours_rss_gb": round(r_o / 2**30, 2), "mergekit_rss_gb": round(r_mk / 2**30, 2)}
+        stats = compare(ours_out, mk_out, models["base"] if method == "dare_linear" else None)
+        row.update({k: (round(v, 4) if k != "max_abs_diff" else v) for k, v in stats.items()})
+        if method in EXACT:
+            worst = max(worst, stats["max_abs_diff"])
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)  # progress; the result is the one JSON on stdout
+        time_ours, time_mk, rss_ours, rss_mk = time_ours + t_o, time_mk + t_mk, max(rss_ours, r_o), max(rss_mk, r_mk)
+        shutil.rmtree(ours_out)
+        shutil.rmtree(mk_out)
+    shutil.rmtree(args.work, ignore_errors=True)
+    print(json.dumps({
+        "benchmark": "merge_vs_mergekit", "size": args.size, "parameters": params, "dtype": "float32",
+        "threads": torch.get_num_threads(), "max_abs_diff": worst, "time_ratio": round(time_ours / time_mk, 3),
+        "rss_ratio": round(rss_ours / rss_mk, 3), "methods": rows,
+    }))
+
+
+if __name__ == "__main__":
+    main()

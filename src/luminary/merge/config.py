@@ -1,0 +1,160 @@
+"""The merge config: mergekit's YAML schema, plus a few luminary fields.
+
+A mergekit config for the methods luminary implements runs unchanged
+(``luminary merge --mergekit-config FILE``)::
+
+    merge_method: ties
+    base_model: models/base
+    models:
+      - model: models/math
+        parameters: {weight: 0.5, density: [1, 0.7, 0.1]}   # a gradient over layers
+      - model: models/code
+        parameters:
+          weight: [{filter: self_attn, value: 0.3}, {value: 0.6}]
+    parameters: {normalize: true}
+    dtype: float32
+
+``slices`` (layer ranges per source, for frankenmerges and per-slice
+parameters) are read as mergekit reads them. luminary adds ``seed`` (DARE's
+Bernoulli masks), ``max_shard_size`` and ``device``; a model path that does not
+exist relative to the working folder is looked up beside the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from luminary.core.config import Config, read_yaml, validate
+from luminary.core.errors import LuminaryError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64,
+          "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+Parameters = dict[str, Any]
+
+
+class InputModel(Config):
+    model: str
+    parameters: Parameters | None = None
+
+
+class InputSlice(Config):
+    model: str
+    layer_range: tuple[int, int]
+    parameters: Parameters | None = None
+
+    @field_validator("layer_range")
+    @classmethod
+    def _ordered(cls, value):
+        if not 0 <= value[0] < value[1]:
+            raise ValueError(f"layer_range {list(value)} must be [start, end) with 0 <= start < end")
+        return value
+
+
+class OutputSlice(Config):
+    sources: list[InputSlice] = Field(min_length=1)
+    base_model: str | None = None
+    parameters: Parameters | None = None
+
+
+class TokenizerConfig(Config):
+    source: str
+    tokens: dict[str, Any] | None = None
+    pad_to_multiple_of: int | None = None
+
+
+class MergeConfig(Config):
+    merge_method: str
+    base_model: str | None = None
+    models: list[InputModel] | None = None
+    slices: list[OutputSlice] | None = None
+    parameters: Parameters | None = None
+    dtype: str | None = None
+    out_dtype: str | None = None
+    tokenizer_source: str | None = None
+    tokenizer: TokenizerConfig | None = None
+    chat_template: str | None = None
+    # luminary
+    seed: int = 0
+    max_shard_size: int = Field(5 * 10**9, gt=0)
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    @field_validator("dtype", "out_dtype")
+    @classmethod
+    def _dtype(cls, value):
+        if value is not None and value not in DTYPES:
+            raise ValueError(f"unknown dtype '{value}' (known: {', '.join(DTYPES)})")
+        return value
+
+    @model_validator(mode="after")
+    def _inputs(self):
+        if bool(self.models) == bool(self.slices):
+            raise ValueError("give exactly one of 'models' or 'slices'")
+        if self.tokenizer_source and self.tokenizer:
+            raise ValueError("give 'tokenizer_source' or 'tokenizer', not both")
+        if self.tokenizer and self.tokenizer.tokens:
+            raise ValueError("tokenizer.tokens (per-token embedding sources) is not supported by luminary")
+        return self
+
+    @property
+    def vocab_source(self) -> str | None:
+        return self.tokenizer.source if self.tokenizer else self.tokenizer_source
+
+    def referenced_models(self) -> list[str]:
+        seen: list[str] = []
+        names = [self.base_model] if self.base_model else []
+        names += [m.model for m in self.models or []]
+        names += [s.model for out in self.slices or [] for s in out.sources]
+        names += [out.base_model for out in self.slices or [] if out.base_model]
+        for name in names:
+            if name not in seen:
+                seen.append(name)
+        return seen
+
+
+def load_merge_config(path: str | Path) -> MergeConfig:
+    """Read a merge YAML; model paths are resolved (working folder first, then beside the file)."""
+    path = Path(path)
+    config = validate(MergeConfig, read_yaml(path), str(path))
+    return resolve_paths(config, path.parent)
+
+
+def locate(name: str, folder: Path) -> str:
+    """``name`` as given if it exists (or nothing does), else beside the config file in ``folder``."""
+    if Path(name).exists() or not (folder / name).exists():
+        return name
+    return str(folder / name)
+
+
+def resolve_paths(config: MergeConfig, folder: Path) -> MergeConfig:
+    fix = lambda name: locate(name, folder)
+
+    data = config.model_dump()
+    if data["base_model"]:
+        data["base_model"] = fix(data["base_model"])
+    for m in data["models"] or []:
+        m["model"] = fix(m["model"])
+    for out in data["slices"] or []:
+        out["base_model"] = fix(out["base_model"]) if out["base_model"] else None
+        for s in out["sources"]:
+            s["model"] = fix(s["model"])
+    if data["tokenizer_source"] not in (None, "base", "union"):
+        data["tokenizer_source"] = fix(data["tokenizer_source"])
+    if data["tokenizer"] and data["tokenizer"]["source"] not in ("base", "union"):
+        data["tokenizer"]["source"] = fix(data["tokenizer"]["source"])
+    return MergeConfig.model_validate(data)
+
+
+def torch_dtype(name: str | None) -> torch.dtype | None:
+    return DTYPES[name] if name else None
+
+
+def require_folder(name: str, what: str) -> Path:
+    path = Path(name)
+    if not path.is_dir():
+        raise LuminaryError(f"{what}: model folder '{name}' not found (luminary reads local folders only)")
+    return path

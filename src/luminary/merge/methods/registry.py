@@ -1,0 +1,37 @@
+"""The merge methods luminary knows, by name: one explicit list (mergekit names and defaults).
+
+``tests/merge/test_methods.py`` checks that every module of this folder is used here.
+"""
+
+from __future__ import annotations
+
+from luminary.core.errors import LuminaryError
+from luminary.merge.methods.base import MergeMethod
+from luminary.merge.methods.linear import Linear
+from luminary.merge.methods.model_stock import ModelStock
+from luminary.merge.methods.passthrough import Passthrough
+from luminary.merge.methods.slerp import Slerp
+from luminary.merge.methods.task_arithmetic import TaskArithmetic
+
+TIES = "https://arxiv.org/abs/2306.01708"
+DARE = "https://arxiv.org/abs/2311.03099"
+
+METHODS: dict[str, MergeMethod] = {m.name: m for m in [
+    Linear(),
+    Passthrough(),
+    Slerp(),
+    ModelStock(),
+    TaskArithmetic("task_arithmetic", "Task arithmetic", "https://arxiv.org/abs/2212.04089",
+                   sparsification=None, consensus=None, normalize=False, rescale=False),
+    TaskArithmetic("ties", "TIES", TIES, sparsification="magnitude", consensus="sum", normalize=True, rescale=False),
+    TaskArithmetic("dare_linear", "DARE (linear)", DARE, sparsification="bernoulli", consensus=None,
+                   normalize=False, rescale=True),
+    TaskArithmetic("dare_ties", "DARE (TIES)", DARE, sparsification="bernoulli", consensus="sum",
+                   normalize=False, rescale=True),
+]}
+
+
+def get_method(name: str) -> MergeMethod:
+    if name not in METHODS:
+        raise LuminaryError(f"merge_method: unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+    return METHODS[name]

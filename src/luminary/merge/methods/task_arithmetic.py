@@ -1,0 +1,113 @@
+"""Task-vector merges: task arithmetic, TIES, DARE (linear and TIES), in one class.
+
+With δᵢ = θᵢ − θ_base (Ilharco et al. 2023, arXiv:2212.04089):
+
+1. sparsify δᵢ (``magnitude`` for TIES, ``bernoulli`` for DARE; density 1 keeps all);
+2. weight: wᵢδᵢ;
+3. consensus (TIES sign election): ``sum``: s = sgn(Σᵢ wᵢδᵢ), ties to +;
+   ``count``: s = +1 where Σᵢ sgn(wᵢδᵢ) ≥ 0 else −1; mask mᵢ = [sgn(wᵢδᵢ) = s]
+   (without consensus mᵢ = 1);
+4. Δ = Σᵢ mᵢwᵢδᵢ; with ``normalize``, Δ /= Σᵢ mᵢwᵢ (entries where that is 0
+   divide by 1; without consensus the divisor is Σᵢ wᵢ, 1 when |Σᵢ wᵢ| < 1e-8);
+5. θ = θ_base + λΔ.
+
+Defaults as mergekit: ``ties`` normalize=True; ``dare_*`` rescale=True
+(L1), normalize=False; density 1; λ = 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from luminary.core.errors import LuminaryError
+from luminary.core.seed import derive_seed
+from luminary.merge.methods import sparsify
+from luminary.merge.methods.base import MergeMethod, Param
+
+
+class TaskArithmetic(MergeMethod):
+    def __init__(self, name: str, title: str, paper: str, sparsification: str | None, consensus: str | None,
+                 normalize: bool, rescale: bool):
+        super().__init__(
+            name=name, title=title, paper=paper, base="required",
+            params=(
+                Param("weight", float, "model", default=1.0),
+                Param("density", float, "model", default=1.0, bounds=(0.0, 1.0)),
+                Param("normalize", bool, "shared", default=normalize),
+                Param("rescale", bool, "shared", default=rescale),
+                Param("rescale_norm", str, "shared", default="l1"),
+                Param("consensus", str, "shared", default=consensus),
+                Param("lambda", float, "shared", default=1.0),
+                Param("int8_mask", bool, "shared", default=False),  # mergekit memory option; no effect here
+            ),
+        )
+        object.__setattr__(self, "sparsification", sparsification)
+
+    def check_weights(self, shared, per_model, where):
+        if shared["rescale_norm"] not in ("l1", "density"):
+            raise LuminaryError(f"{where}: rescale_norm must be 'l1' or 'density' (got {shared['rescale_norm']!r})")
+        if shared["consensus"] not in (None, "sum", "count"):
+            raise LuminaryError(f"{where}: consensus must be 'sum' or 'count' (got {shared['consensus']!r})")
+        if shared["normalize"] and sum(p["weight"] for p in per_model) == 0:
+            raise LuminaryError(f"{where}: the weights sum to zero, so they cannot be normalised")
+
+    def merge(self, base, tensors, shared, per_model, generator):
+        if not tensors:
+            return base
+        mode = shared["rescale_norm"] if shared["rescale"] else None
+        weights = torch.tensor([p["weight"] for p in per_model], dtype=base.dtype)
+        deltas = []
+        for tensor, p, w in zip(tensors, per_model, weights):
+            delta = tensor.sub_(base)  # the executor owns the input buffer
+            if self.sparsification == "magnitude":
+                delta = sparsify.magnitude(delta, p["density"], mode)
+            elif self.sparsification == "bernoulli":
+                delta = sparsify.bernoulli(delta, p["density"], generator, mode)
+            deltas.append(delta.mul_(w))
+        if shared["consensus"] is None:
+            mixed = deltas[0]
+            for delta in deltas[1:]:
+                mixed.add_(delta)
+            divisor = weights.sum()
+            if divisor.abs() < 1e-8:
+                divisor = torch.ones((), dtype=base.dtype)
+        else:
+            mixed, divisor = self._elect(deltas, weights, shared["consensus"], shared["normalize"])
+        if shared["normalize"]:
+            mixed.div_(divisor)
+        if shared["lambda"] != 1:
+            mixed.mul_(shared["lambda"])
+        return mixed.add_(base).to(base.dtype)
+
+    @staticmethod
+    def _elect(deltas: list[torch.Tensor], weights: torch.Tensor, consensus: str, normalize: bool):
+        """Δ = Σ mᵢwᵢδᵢ and (when normalising) Σ mᵢwᵢ under the elected sign; ``deltas`` are weighted.
+
+        mᵢ = [sgn(wᵢδᵢ) = s] is taken as δᵢ > 0 where s = +1 and δᵢ < 0 where s = −1
+        (a zero entry never matches), computed in place on the deltas the executor owns.
+        """
+        if consensus == "sum":
+            total = deltas[0].clone()
+            for delta in deltas[1:]:
+                total.add_(delta)
+        else:
+            total = deltas[0].sign()
+            for delta in deltas[1:]:
+                total.add_(delta.sign())
+        positive = total >= 0  # ties go to +
+        del total
+        mixed, divisor = None, None
+        for delta, w in zip(deltas, weights):
+            keep = torch.where(positive, delta > 0, delta < 0)
+            part = delta.mul_(keep)
+            mixed = part if mixed is None else mixed.add_(part)
+            if normalize:
+                divisor = keep.to(delta.dtype).mul_(w) if divisor is None else divisor.add_(keep.to(delta.dtype), alpha=w.item())
+        if divisor is not None:
+            divisor[divisor == 0] = 1
+        return mixed, divisor
+
+
+def derive_generator(seed: int, tensor_name: str) -> torch.Generator:
+    """A generator for one tensor: DARE masks depend on (seed, tensor), not on execution order."""
+    return torch.Generator().manual_seed(derive_seed(seed, tensor_name))

@@ -1,0 +1,142 @@
+"""Each merge formula against a hand computation on small tensors."""
+
+import importlib
+import math
+import pkgutil
+
+import pytest
+import torch
+
+import luminary.merge.methods as methods_pkg
+from luminary.merge.methods import METHODS
+from luminary.merge.methods.sparsify import bernoulli, magnitude
+from luminary.merge.methods.slerp import slerp
+
+T = torch.tensor
+
+
+def run(name, base, tensors, per_model=None, seed=0, **shared):
+    method = METHODS[name]
+    per_model = per_model or [{} for _ in tensors]
+    full_shared = {p.name: shared.get(p.name, p.default) for p in method.params if p.scope == "shared"}
+    full_models = [{p.name: pm.get(p.name, p.default) for p in method.params if p.scope == "model"} for pm in per_model]
+    return method.merge(base, [t.clone() for t in tensors], full_shared, full_models, torch.Generator().manual_seed(seed))
+
+
+def test_every_method_module_is_registered():
+    helpers = {"base", "registry", "sparsify"}
+    modules = {m.name for m in pkgutil.iter_modules(methods_pkg.__path__)} - helpers
+    used = {type(m).__module__.rsplit(".", 1)[-1] for m in METHODS.values()}
+    assert modules == used
+    for name in modules:
+        importlib.import_module(f"luminary.merge.methods.{name}")
+
+
+def test_linear():
+    out = run("linear", None, [T([1.0, 2.0]), T([3.0, 4.0])], [{"weight": 1.0}, {"weight": 3.0}])
+    assert torch.equal(out, T([2.5, 3.5]))
+    raw = run("linear", None, [T([1.0, 2.0]), T([3.0, 4.0])], [{"weight": 1.0}, {"weight": 3.0}], normalize=False)
+    assert torch.equal(raw, T([10.0, 14.0]))
+
+
+def test_task_arithmetic():
+    out = run("task_arithmetic", T([1.0, 1.0]), [T([2.0, -1.0]), T([4.0, 2.0])],
+              [{"weight": 0.5}, {"weight": 1.0}], **{"lambda": 2.0})
+    # Δ = 0.5·[1, −2] + [3, 1] = [3.5, 0]; θ = base + 2Δ
+    assert torch.allclose(out, T([8.0, 1.0]))
+
+
+D1, D2 = T([1.0, -2.0, 3.0, 0.5]), T([-3.0, 1.0, 1.0, -0.1])
+
+
+def test_ties_sign_election_sum():
+    out = run("ties", torch.zeros(4), [D1, D2])
+    # Σδ = [−2, −1, 4, 0.4] → signs [−, −, +, +]; kept: [δ2, δ1, both, δ1]; divided by the kept weights
+    assert torch.allclose(out, T([-3.0, -2.0, 2.0, 0.5]))
+
+
+def test_ties_sign_election_count():
+    out = run("ties", torch.zeros(4), [D1, D2], consensus="count")
+    # sign counts [0, 0, 2, 0] ≥ 0 → all +; kept: [δ1, δ2, both, δ1]
+    assert torch.allclose(out, T([1.0, 1.0, 2.0, 0.5]))
+
+
+def test_ties_weights_enter_election_and_divisor():
+    out = run("ties", torch.zeros(4), [D1, D2], [{"weight": 3.0}, {"weight": 1.0}])
+    # wδ: [3, −6, 9, 1.5] and [−3, 1, 1, −0.1]; Σ = [0, −5, 10, 1.4] → [+ (tie), −, +, +]
+    assert torch.allclose(out, T([1.0, -2.0, 2.5, 0.5]))
+    raw = run("ties", torch.zeros(4), [D1, D2], [{"weight": 3.0}, {"weight": 1.0}], normalize=False)
+    assert torch.allclose(raw, T([3.0, -6.0, 10.0, 1.5]))
+
+
+def test_ties_keeps_the_largest_entries():
+    kept = magnitude(T([1.0, -2.0, 3.0, 0.5]), density=0.5)
+    assert torch.equal(kept, T([0.0, -2.0, 3.0, 0.0]))
+    assert torch.equal(magnitude(T([1.0, -2.0, 3.0]), density=0.1), T([0.0, 0.0, 3.0]))  # at least one
+    out = run("ties", torch.zeros(4), [D1, T([-3.0, 1.0, 1.5, -0.1])], [{"density": 0.5}, {"density": 0.5}])
+    # δ1 → [0, −2, 3, 0], δ2 → [−3, 0, 1.5, 0]; Σ = [−3, −2, 4.5, 0]
+    assert torch.allclose(out, T([-3.0, -2.0, 2.25, 0.0]))
+
+
+def test_ties_with_tied_sizes_keeps_exactly_k_like_argsort():
+    delta = torch.randint(-20, 20, (100_000,)).float()
+    kept = magnitude(delta, density=0.37)
+    k = int(0.37 * delta.numel())
+    reference = torch.zeros_like(delta)
+    top = torch.argsort(delta.abs(), descending=True)[:k]
+    reference[top] = delta[top]
+    assert int((kept != 0).sum()) <= k and torch.equal(kept, reference)
+
+
+def test_dare_is_seeded_and_keeps_density_and_l1():
+    delta = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+    a = bernoulli(delta, 0.3, torch.Generator().manual_seed(5), "l1")
+    b = bernoulli(delta, 0.3, torch.Generator().manual_seed(5), "l1")
+    c = bernoulli(delta, 0.3, torch.Generator().manual_seed(6), "l1")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert abs((a != 0).float().mean().item() - 0.3) < 0.005
+    assert math.isclose(a.abs().sum().item(), delta.abs().sum().item(), rel_tol=1e-4)
+    kept = a != 0
+    inverse = bernoulli(delta, 0.3, torch.Generator().manual_seed(5), "density")
+    assert torch.allclose(inverse[kept], delta[kept] / 0.3)
+
+
+def test_dare_density_one_is_task_arithmetic():
+    base, ts = torch.randn(50), [torch.randn(50), torch.randn(50)]
+    w = [{"weight": 0.3}, {"weight": 0.9}]
+    assert torch.equal(run("dare_linear", base, ts, w), run("task_arithmetic", base, ts, w))
+
+
+def test_slerp():
+    a, b = T([1.0, 0.0]), T([0.0, 1.0])
+    assert torch.allclose(slerp(0.0, a, b), a) and torch.allclose(slerp(1.0, a, b), b)
+    assert torch.allclose(slerp(0.5, a, b), T([math.sqrt(0.5), math.sqrt(0.5)]))
+    theta = math.pi / 2
+    expected = math.sin(0.7 * theta) * a + math.sin(0.3 * theta) * b  # sin Ω = 1
+    assert torch.allclose(slerp(0.3, a * 2, b * 3), expected * T([2.0, 3.0]), atol=1e-6)
+    # nearly collinear: |cos| > 0.9995 falls back to linear interpolation
+    c, d = T([1.0, 0.01]), T([1.0, 0.0])
+    assert torch.allclose(slerp(0.25, c, d), 0.75 * c + 0.25 * d)
+    assert torch.allclose(run("slerp", c, [d], t=0.25), 0.75 * c + 0.25 * d)
+
+
+def test_model_stock():
+    base = torch.zeros(2)
+    w1, w2 = T([1.0, 1.0]), T([1.0, 0.0])
+    cos = 1 / math.sqrt(2)
+    t = 2 * cos / (1 + cos)
+    assert torch.allclose(run("model_stock", base, [w1, w2]), t * T([1.0, 0.5]))
+    # orthogonal offsets: cos = 0, t = 0, the base
+    assert torch.equal(run("model_stock", base + 1, [T([2.0, 1.0]), T([1.0, 2.0])]), base + 1)
+
+
+def test_passthrough_scale():
+    assert torch.equal(run("passthrough", None, [T([1.0, 2.0])], [{"scale": 2.0}]), T([2.0, 4.0]))
+
+
+@pytest.mark.parametrize("name", ["ties", "dare_ties", "task_arithmetic", "dare_linear", "model_stock", "slerp"])
+def test_methods_that_need_a_base_say_so(name):
+    from luminary.core.errors import LuminaryError
+
+    with pytest.raises(LuminaryError, match="base_model"):
+        METHODS[name].check_models(1, False, "models")
