@@ -64,6 +64,14 @@ class CliResult:
     def __init__(self, code: int, stdout: str, stderr: str):
         self.returncode, self.stdout, self.stderr = code, stdout, stderr
 
+    def one_line_error(self, *needles: str) -> None:
+        """Bad input: exit status 2 and one line on stderr (no traceback) holding every needle."""
+        assert self.returncode == 2, (self.stdout, self.stderr)
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in self.stderr, self.stderr
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+
 
 @pytest.fixture
 def cli(capsys):

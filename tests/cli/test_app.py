@@ -29,13 +29,6 @@ def test_help_lists_the_commands():
         assert name in out.stdout
 
 
-def one_line_error(result, *needles):
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0]
 
 
 @pytest.fixture
@@ -62,12 +55,12 @@ def test_bad_config_one_line_exit_2(tmp_path, cli, good_config, edit, needles):
     path = tmp_path / "bad.yaml"
     path.write_text(edit(good_config))
     result = cli("train", path, "--out", tmp_path / "run")
-    one_line_error(result, *needles)
+    result.one_line_error(*needles)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_missing_config_file(tmp_path, cli):
-    one_line_error(cli("train", tmp_path / "nope.yaml"), "nope.yaml", "not found")
+    cli("train", tmp_path / "nope.yaml").one_line_error("nope.yaml", "not found")
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -87,7 +80,7 @@ def test_train_then_generate(tmp_path, cli, good_config, tokenizer_dir):
     assert out.stdout.startswith("def ")
     # an existing run folder is not overwritten without --resume
     again = cli("train", path, "--out", tmp_path / "run")
-    one_line_error(again, "--resume")
+    again.one_line_error("--resume")
 
 
 def test_pickle_model_refused_by_generate(tmp_path, cli, tokenizer):
@@ -96,6 +89,6 @@ def test_pickle_model_refused_by_generate(tmp_path, cli, tokenizer):
     tokenizer.save_pretrained(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
-    one_line_error(cli("generate", tmp_path, "--prompt", "x"), "pytorch_model.bin", "refused")
+    cli("generate", tmp_path, "--prompt", "x").one_line_error("pytorch_model.bin", "refused")
     ok = cli("generate", tmp_path, "--prompt", "x", "--allow-pickle", "--max-new-tokens", "3")
     assert ok.returncode == 0, ok.stderr

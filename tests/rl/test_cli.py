@@ -62,12 +62,6 @@ def rows(path):
     return [[r.get(k) for k in DETERMINISTIC] for r in map(json.loads, Path(path).read_text().splitlines())]
 
 
-def one_line_error(res, *needles):
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_sigkill_mid_run_then_resume_is_bit_exact(tmp_path, tokenizer_dir):
@@ -127,13 +121,13 @@ def test_a_bad_reward_stops_the_run_with_one_line(tmp_path, tokenizer_dir, cli, 
     reward = f"  - {{kind: python, name: mine, function: '{tmp_path / 'bad_reward.py'}:score'}}\n"
     config = write_config(tmp_path / "rl.yaml", tokenizer_dir, steps=2,
                           **{"  - {kind: repetition, weight: -5}\n": reward})
-    one_line_error(cli("rl", "train", config, "--out", tmp_path / "run"), message)
+    cli("rl", "train", config, "--out", tmp_path / "run").one_line_error(message)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_shaping_min_not_below_max_is_refused(tmp_path, tokenizer_dir, cli):
     config = write_config(tmp_path / "rl.yaml", tokenizer_dir, low=50)
-    one_line_error(cli("rl", "train", config, "--out", tmp_path / "run"), "shaping", "min (50.0) must be smaller")
+    cli("rl", "train", config, "--out", tmp_path / "run").one_line_error("shaping", "min (50.0) must be smaller")
     assert not (tmp_path / "run").exists()
 
 
@@ -145,15 +139,15 @@ def test_a_policy_that_is_not_a_generator_is_refused(tmp_path, tokenizer, tokeni
     tokenizer.save_pretrained(tmp_path / "bert")
     config = write_config(tmp_path / "rl.yaml", tokenizer_dir,
                           **{f"model: llama-debug, tokenizer: {tokenizer_dir}": f"model: {tmp_path / 'bert'}"})
-    one_line_error(cli("rl", "train", config, "--out", tmp_path / "run"), "not a text generator", "BertModel")
+    cli("rl", "train", config, "--out", tmp_path / "run").one_line_error("not a text generator", "BertModel")
 
 
 def test_unknown_keys_and_missing_inputs_are_named(tmp_path, tokenizer_dir, cli):
     config = write_config(tmp_path / "rl.yaml", tokenizer_dir, **{"mode: mixed": "mode: mixed, tau: 3"})
-    one_line_error(cli("rl", "train", config), "sql.tau: unknown key")
+    cli("rl", "train", config).one_line_error("sql.tau: unknown key")
     config = write_config(tmp_path / "rl2.yaml", tokenizer_dir, **{"{kind: bleu, reference: target}": "{kind: lm_nll}"})
-    one_line_error(cli("rl", "train", config), "needs 'model'")
-    one_line_error(cli("rl", "generate", tmp_path / "nowhere", "-s", "x"), "not found")
+    cli("rl", "train", config).one_line_error("needs 'model'")
+    cli("rl", "generate", tmp_path / "nowhere", "-s", "x").one_line_error("not found")
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"

@@ -8,12 +8,6 @@ from luminary.core.io import read_jsonl, write_jsonl
 from luminary.scorer import Scorer, score_pairs
 
 
-def one_line_error(res, *needles):
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_score_writes_scores(cli, cappy_dir, tmp_path):
@@ -43,20 +37,20 @@ def test_rerank_orders_candidates_and_names_the_best(cli, cappy_dir, tmp_path):
 def test_a_missing_field_names_its_line(cli, cappy_dir, tmp_path):
     (tmp_path / "in.jsonl").write_text(
         '{"instruction": "a", "response": "b"}\n\n{"instruction": "c"}\n')
-    one_line_error(cli("score", cappy_dir, "-i", tmp_path / "in.jsonl"), "line 3", "'response'")
+    cli("score", cappy_dir, "-i", tmp_path / "in.jsonl").one_line_error("line 3", "'response'")
 
 
 def test_an_empty_candidate_list_names_its_line(cli, cappy_dir, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"instruction": "a", "candidates": ["x"]}, {"instruction": "b", "candidates": []}])
-    one_line_error(cli("rerank", cappy_dir, "-i", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"),
-                   "line 2", "'candidates' is empty")
+    cli("rerank", cappy_dir, "-i", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl").one_line_error(
+        "line 2", "'candidates' is empty")
     assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_a_head_with_several_outputs_is_refused(cli, make_roberta_scorer, tmp_path):
     folder = make_roberta_scorer(tmp_path / "three", num_labels=3)
     write_jsonl(tmp_path / "in.jsonl", [{"instruction": "a", "response": "b"}])
-    one_line_error(cli("score", folder, "-i", tmp_path / "in.jsonl"), "3 outputs", "one regression output")
+    cli("score", folder, "-i", tmp_path / "in.jsonl").one_line_error("3 outputs", "one regression output")
 
 
 def test_init_build_data_train_best_of_n(cli, bert_backbone_dir, llama_dir, tmp_path):
@@ -86,4 +80,4 @@ def test_init_build_data_train_best_of_n(cli, bert_backbone_dir, llama_dir, tmp_
 
 def test_train_config_typo_is_one_line(cli, tmp_path):
     (tmp_path / "bad.yaml").write_text("model: m\ndata: d\nlearning_rate: 1\n")
-    one_line_error(cli("scorer", "train", tmp_path / "bad.yaml"), "learning_rate", "unknown key")
+    cli("scorer", "train", tmp_path / "bad.yaml").one_line_error("learning_rate", "unknown key")

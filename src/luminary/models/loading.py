@@ -22,6 +22,18 @@ from luminary.core.errors import LuminaryError
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder; a run folder stands for its latest complete checkpoint."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "checkpoints").is_dir():
+        from luminary.train.checkpoint import list_checkpoints
+
+        found = list_checkpoints(path / "checkpoints")
+        if found:
+            return found[-1][1]
+    return path
+
+
 def _check_folder(path: Path, what: str = "model folder") -> None:
     if not path.exists():
         raise LuminaryError(f"{path}: {what} not found")
@@ -39,7 +51,7 @@ def weight_files(path: Path) -> tuple[list[Path], list[Path]]:
 
 
 def load_config(path: str | Path, trust_remote_code: bool = False):
-    path = Path(path)
+    path = resolve_model_dir(path)
     _check_folder(path)
     raw = json.loads((path / "config.json").read_text())
     if "auto_map" in raw and not trust_remote_code:
@@ -64,8 +76,8 @@ def load_model(
     trust_remote_code: bool = False,
     **kwargs: Any,
 ) -> PreTrainedModel:
-    """Load a model folder with ``auto_class``, refusing pickles unless allowed."""
-    path = Path(path)
+    """Load a model folder (or a run's latest checkpoint) with ``auto_class``, refusing pickles unless allowed."""
+    path = resolve_model_dir(path)
     config = load_config(path, trust_remote_code=trust_remote_code)
     for key, value in kwargs.pop("config_overrides", {}).items():
         setattr(config, key, value)
@@ -116,7 +128,7 @@ def _load_pickled(path: Path, files: list[Path], auto_class: Any, config: Any, *
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
-    path = Path(path)
+    path = resolve_model_dir(path)
     if not path.is_dir():
         raise LuminaryError(f"{path}: tokenizer folder not found")
     try:
