@@ -6,7 +6,7 @@ import pytest
 
 from luminary.models import build_model
 
-from merge_helpers import save_variant
+from tests.merge.merge_helpers import save_variant
 
 
 @pytest.fixture

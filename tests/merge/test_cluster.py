@@ -7,7 +7,7 @@ import torch
 from luminary.merge.cluster import column_cosine
 from luminary.models import build_model
 
-from merge_helpers import save_variant
+from tests.merge.merge_helpers import save_variant
 
 
 def test_column_cosine_by_hand():

@@ -7,7 +7,7 @@ import pytest
 
 from luminary.models import build_model
 
-from merge_helpers import save_variant
+from tests.merge.merge_helpers import save_variant
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 COMMANDS = {"merge-ties": ["merge"], "merge-slerp": ["merge"], "merge-dare": ["merge"], "merge-search": ["merge", "search"],

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from luminary.merge.glue import GlueRecipe, run_glue
 from luminary.models import build_model
 
-from merge_helpers import save_variant, state
+from tests.merge.merge_helpers import save_variant, state
 
 
 def test_glue_recipe(tmp_path, tokenizer, cli):

@@ -5,7 +5,7 @@ import torch
 
 from luminary.merge import MergeConfig, run_merge
 
-from merge_helpers import state
+from tests.merge.merge_helpers import state
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -15,7 +15,7 @@ from luminary.core.io import verify_manifest
 from luminary.merge import MergeConfig, run_merge
 from luminary.models import build_model
 
-from merge_helpers import state
+from tests.merge.merge_helpers import state
 
 
 def write(path: Path, config: dict) -> Path:

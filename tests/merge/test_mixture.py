@@ -51,7 +51,7 @@ def test_distinct_experts_route_by_their_prompts(tmp_path, zoo):
         assert not torch.allclose(mixed, logits(zoo[k])[1], atol=1e-3)
     from safetensors.torch import load_file
     w = load_file(str(tmp_path / "moe" / "model.safetensors"))
-    from merge_helpers import state
+    from tests.merge.merge_helpers import state
     b = state(zoo["b"])
     assert torch.equal(w["model.layers.1.block_sparse_moe.experts.1.w2.weight"], b["model.layers.1.mlp.down_proj.weight"])
     gate = w["model.layers.0.block_sparse_moe.gate.weight"]

@@ -10,7 +10,7 @@ import yaml
 from luminary.merge.evaluators import multiple_choice, perplexity
 from luminary.merge.search import SearchConfig, run_search
 
-from merge_helpers import state
+from tests.merge.merge_helpers import state
 
 
 def distance_to(target: dict):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from merge_helpers import state
+from tests.merge.merge_helpers import state
 
 
 @pytest.mark.parametrize("mode, order", [("stack", [("a", 0), ("a", 1), ("b", 0), ("b", 1)]),

@@ -43,8 +43,12 @@ def verify_release(release: str | Path, data_dir: str | Path | None = None, rebu
         raise LuminaryError(f"{release}: not a release folder (no index.json)")
     read_manifest(release)  # a missing manifest is bad input
     problems = verify_manifest(release, ignore=DERIVED)
-    index = json.loads((release / "index.json").read_text())
-    logged = {r["step"]: r.get("batch_sha256") for r in read_metrics(release / "metrics.jsonl")}
+    try:
+        index = json.loads((release / "index.json").read_text())
+        logged = {r["step"]: r.get("batch_sha256") for r in read_metrics(release / "metrics.jsonl")}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
+        # a damaged index or log is already named by the manifest check; nothing more can be rebuilt
+        return problems or [f"index.json or metrics.jsonl: unreadable ({exc})"]
     batch = index["global_batch"]
     for entry in index["checkpoints"]:
         chunk = release / entry["chunk"]
