@@ -269,3 +269,34 @@ def test_expert_bank_split_by_data_flow_and_packing_by_numbers():
     assert close(reference, simulate(model, {}, 2, probe, {n: bank.split for n in banks}))
     row = next(r for r in plan.rows() if r["module"] == "model.layers.0.mlp.experts")
     assert row["params"]["gate_up_proj"]["shard"] == [4, 48, 32] and row["params"]["down_proj"]["shard"] == [4, 32, 24]
+
+
+def test_train_cli_checks_heads_before_any_process_group(cli, tmp_path, tokenizer_dir):
+    (tmp_path / "a.txt").write_text("def f(x):\n    return x\n" * 50)
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\n"
+                   f"data: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
+                   "train: {per_device_batch_size: 2, max_steps: 1}\ntp_size: 3\n")
+    res = cli("train", cfg, "--out", tmp_path / "run")
+    res.one_line_error("num_attention_heads = 4 is not divisible by tp_size 3")
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_checks_heads_before_any_process_group(tmp_path, monkeypatch, tokenizer_dir):
+    import torch.distributed as dist
+
+    from luminary.pretrain.runner import pretrain
+    from tests.pretrain.conftest import RECIPE
+
+    data = json.loads(json.dumps(RECIPE))
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "a.py").write_text("x = 1\n")
+    data["sources"]["code"]["path"] = str(tmp_path / "code")
+    data["tokenizer"]["path"] = str(tokenizer_dir)
+    data["train"]["tp_size"] = 3
+    monkeypatch.setenv("WORLD_SIZE", "3")  # a head count is the first thing to fail, not the rendezvous
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps(data))
+    with pytest.raises(LuminaryError, match="is not divisible by tp_size 3"):
+        pretrain(path, out=tmp_path / "run")
+    assert not dist.is_initialized() and not (tmp_path / "run").exists()

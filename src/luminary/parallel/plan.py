@@ -115,9 +115,13 @@ class Plan:
         return cls(int(data["tp_size"]), entries)
 
 
-def check_heads(model: nn.Module, tp_size: int) -> None:
-    """Every head count in the config must divide by ``tp_size`` (one line otherwise)."""
-    configs = [getattr(model, "config", None)]
+def check_heads(model: nn.Module | Any, tp_size: int) -> None:
+    """Every head count in the config must divide by ``tp_size`` (one line otherwise).
+
+    ``model`` is a model or its config: the commands check the config before
+    any process group starts, so a bad mesh never costs a rendezvous.
+    """
+    configs = [model if not isinstance(model, nn.Module) else getattr(model, "config", None)]
     configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder")] if configs[0] else []
     for config in filter(None, configs):
         for key in HEAD_FIELDS:

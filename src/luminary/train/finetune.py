@@ -138,6 +138,10 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     eval_blocks = [blocks[i] for i in order[:n_eval]]
     train_blocks = [blocks[i] for i in order[n_eval:]]
 
+    if config.tp_size > 1:
+        from luminary.parallel.plan import check_heads
+
+        check_heads(model, config.tp_size)
     out.mkdir(parents=True, exist_ok=True)
     deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
                         compile=config.compile, tp_size=config.tp_size)
