@@ -229,13 +229,18 @@ def test_tp_size_must_divide_the_world_before_any_process_group(monkeypatch):
     assert not dist.is_initialized()
 
 
-def test_train_cli_with_tp_in_one_process_is_exit_2(cli, tmp_path, tokenizer_dir):
+def train_config(tmp_path, tokenizer_dir, tp_size: int):
+    """A one-step fine-tuning config of llama-debug (4 heads) with ``tp_size``."""
     (tmp_path / "a.txt").write_text("def f(x):\n    return x\n" * 50)
     cfg = tmp_path / "train.yaml"
     cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\n"
                    f"data: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
-                   "train: {per_device_batch_size: 2, max_steps: 1}\ntp_size: 2\n")
-    res = cli("train", cfg, "--out", tmp_path / "run")
+                   f"train: {{per_device_batch_size: 2, max_steps: 1}}\ntp_size: {tp_size}\n")
+    return cfg
+
+
+def test_train_cli_with_tp_in_one_process_is_exit_2(cli, tmp_path, tokenizer_dir):
+    res = cli("train", train_config(tmp_path, tokenizer_dir, 2), "--out", tmp_path / "run")
     assert res.returncode == 2 and "does not divide the world size 1" in res.stderr
 
 
@@ -272,12 +277,7 @@ def test_expert_bank_split_by_data_flow_and_packing_by_numbers():
 
 
 def test_train_cli_checks_heads_before_any_process_group(cli, tmp_path, tokenizer_dir):
-    (tmp_path / "a.txt").write_text("def f(x):\n    return x\n" * 50)
-    cfg = tmp_path / "train.yaml"
-    cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\n"
-                   f"data: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
-                   "train: {per_device_batch_size: 2, max_steps: 1}\ntp_size: 3\n")
-    res = cli("train", cfg, "--out", tmp_path / "run")
+    res = cli("train", train_config(tmp_path, tokenizer_dir, 3), "--out", tmp_path / "run")
     res.one_line_error("num_attention_heads = 4 is not divisible by tp_size 3")
     assert not (tmp_path / "run").exists()
 
