@@ -13,6 +13,7 @@ Prints one JSON object with ``tokens_per_s``, ``baseline_tokens_per_s``,
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -68,6 +69,7 @@ def naive(shards: list[Shard], steps: int) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         shards = make_shards(folder)
         sources = [SourceSamples(s, SEQ, 0, seed=1) for s in shards]

@@ -8,8 +8,9 @@ task_arithmetic, ties, dare_ties at density 1 (exact comparison), slerp, and
 dare_linear at density 0.5 (random masks differ between tools: compared by
 statistics: the share of entries left at the base, and the L1 norm of the
 merged task vector). Prints one JSON object: ``max_abs_diff`` (exact methods,
-float32), ``time_ratio`` and ``rss_ratio`` (ours / mergekit, summed over
-methods), and a row per method.
+float32), ``time_ratio`` (wall time to exit), ``durable_time_ratio`` (to exit
+and then ``os.sync``: the output on disk) and ``rss_ratio`` (ours / mergekit,
+summed over methods), and a row per method.
 
     python benchmarks/merge_vs_mergekit.py               # ~1B parameters (llama-1b preset)
     python benchmarks/merge_vs_mergekit.py --size tiny   # seconds
@@ -82,11 +83,13 @@ def config_for(method: str, models: dict[str, Path]) -> dict:
                        {"model": b, "parameters": {"weight": [0.2, 0.6], "density": density}}]}
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one subprocess, started on a quiet disk.
+def measure(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds to exit, wall seconds until the output is on disk, and peak RSS (bytes) of one subprocess.
 
     ``os.sync`` first: otherwise one tool's timing includes the write-back of the
-    models generated (or merged) before it.
+    models generated (or merged) before it. luminary fsyncs its output before it
+    exits; mergekit leaves it in the page cache, so the second time (exit, then
+    ``os.sync``) compares the two on equal terms: a merged model on disk.
     """
     os.sync()
     start = time.perf_counter()
@@ -94,10 +97,12 @@ def measure(cmd: list[str]) -> tuple[float, int]:
                             env={**os.environ, "LUMINARY_QUIET": "1"})
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
+    os.sync()
+    durable = time.perf_counter() - start
     err = proc.stderr.read().decode()
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, durable, usage.ru_maxrss * 1024
 
 
 def compare(ours: Path, theirs: Path, base: Path | None) -> dict:
@@ -141,6 +146,7 @@ def main() -> None:
                 while f.read(1 << 26):
                     pass
     rows, time_ours, time_mk, rss_ours, rss_mk, worst = [], 0.0, 0.0, 0, 0, 0.0
+    durable_ours = durable_mk = 0.0
     for i, method in enumerate(args.methods.split(",")):
         cfg = args.work / f"{method}.yaml"
         cfg.write_text(json.dumps(config_for(method, models)))
@@ -148,10 +154,11 @@ def main() -> None:
         run_ours = lambda: measure([sys.executable, "-m", "luminary", "merge", str(cfg), "--out", str(ours_out)])
         run_mk = lambda: measure([str(mergekit), str(cfg), str(mk_out)])
         if i % 2:  # alternate who goes first (page cache)
-            (t_mk, r_mk), (t_o, r_o) = run_mk(), run_ours()
+            (t_mk, d_mk, r_mk), (t_o, d_o, r_o) = run_mk(), run_ours()
         else:
-            (t_o, r_o), (t_mk, r_mk) = run_ours(), run_mk()
-        row = {"method": method, "time_ratio": round(t_o / t_mk, 3), "rss_ratio": round(r_o / r_mk, 3),
+            (t_o, d_o, r_o), (t_mk, d_mk, r_mk) = run_ours(), run_mk()
+        row = {"method": method, "time_ratio": round(t_o / t_mk, 3), "durable_time_ratio": round(d_o / d_mk, 3),
+               "rss_ratio": round(r_o / r_mk, 3),
                "ours_rss_gb": round(r_o / 2**30, 2), "mergekit_rss_gb": round(r_mk / 2**30, 2)}
         stats = compare(ours_out, mk_out, models["base"] if method == "dare_linear" else None)
         row.update({k: (round(v, 4) if k != "max_abs_diff" else v) for k, v in stats.items()})
@@ -160,12 +167,14 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)  # progress; the result is the one JSON on stdout
         time_ours, time_mk, rss_ours, rss_mk = time_ours + t_o, time_mk + t_mk, max(rss_ours, r_o), max(rss_mk, r_mk)
+        durable_ours, durable_mk = durable_ours + d_o, durable_mk + d_mk
         shutil.rmtree(ours_out)
         shutil.rmtree(mk_out)
     shutil.rmtree(args.work, ignore_errors=True)
     print(json.dumps({
         "benchmark": "merge_vs_mergekit", "size": args.size, "parameters": params, "dtype": "float32",
         "threads": torch.get_num_threads(), "max_abs_diff": worst, "time_ratio": round(time_ours / time_mk, 3),
+        "durable_time_ratio": round(durable_ours / durable_mk, 3),
         "rss_ratio": round(rss_ours / rss_mk, 3), "methods": rows,
     }))
 

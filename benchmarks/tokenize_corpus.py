@@ -7,16 +7,13 @@ transformers tokenizer called document by document in one process, ids kept in
 a Python list and saved with ``np.save``. Prints one JSON object with
 ``tokens_per_s``, ``baseline_tokens_per_s`` and ``ratio``.
 
-    python benchmarks/tokenize.py [--workers 2]
+    python benchmarks/tokenize_corpus.py [--workers 2]
+
+(Not ``tokenize.py``: in this folder that name would shadow the standard
+library's ``tokenize`` for every other benchmark, which imports it through torch.)
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file's name shadows the standard library's ``tokenize`` for anything that
-# imports it after us: drop the benchmarks folder from the module path first.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
 
 import argparse
 import json
