@@ -17,7 +17,8 @@ def test_report_files(tmp_path, run_dir, cli):
         {"k": 4, "l": 4, "samples": 3, "steps": [3, 6], "token_match": [[0.1, 0.2], [0.3, 0.9]],
          "full_match": [[0, 0], [0, 1]]}))
     (folder / "analysis" / "benchmark_code-completion.json").write_text(json.dumps(
-        {"task": "code-completion", "steps": [3, 6], "scores": [0.0, 0.1]}))
+        {"task": "code-completion", "steps": [3, 6], "scores": [0.0, 0.1],
+         "metrics": {"exact_match": [0.0, 0.1], "edit_similarity": [0.2, 0.4]}}))
     result = cli("report", folder)
     assert result.returncode == 0, result.stderr
     page = (folder / "report" / "index.html").read_text()

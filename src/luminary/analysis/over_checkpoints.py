@@ -99,15 +99,27 @@ def memorization_grid(release: str | Path, k: int = 32, l: int = 32, samples: in
 
 
 def benchmark_over_checkpoints(folder: str | Path, name: str, task: Callable) -> dict[str, Any]:
+    """``task(model, tokenizer)`` at every checkpoint; saved to analysis/benchmark_NAME.json.
+
+    ``metrics`` holds one list per named score the task returns (a bare float is
+    named ``score``); ``scores`` repeats the first, the headline.
+    """
     folder = Path(folder)
-    scores = []
+    metrics: dict[str, list[float]] = {}
     refs = checkpoints_of(folder)
     with progress_bar(f"benchmark {name}", len(refs)) as bar:
-        for ref in refs:
+        for i, ref in enumerate(refs):
             model, tokenizer = load_checkpoint(ref)
-            scores.append(float(task(model, tokenizer)))
+            result = task(model, tokenizer)
+            values = dict(result) if isinstance(result, dict) else {"score": result}
+            if not values or (i and values.keys() != metrics.keys()):
+                raise LuminaryError(f"task {name}: returned {sorted(values)} at step {ref.step}; "
+                                    f"every checkpoint must give the same named scores")
+            for key, value in values.items():
+                metrics.setdefault(key, []).append(float(value))
             bar.advance()
-    out = {"task": name, "steps": [r.step for r in refs], "scores": scores}
+    out = {"task": name, "steps": [r.step for r in refs], "scores": next(iter(metrics.values()), []),
+           "metrics": metrics}
     atomic_write_json(folder / "analysis" / f"benchmark_{name}.json", out)
     return out
 

@@ -41,16 +41,31 @@ def _mark_phases(ax, phases: list[dict[str, Any]]) -> None:
     ax.set_xlim(lo, hi)
 
 
-def _line_plot(path: Path, title: str, series: dict[str, tuple[list, list]], ylabel: str, phases) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+def _draw(ax, title: str, series: dict[str, tuple[list, list]], ylabel: str, phases, marker: str = "") -> None:
     for label, (x, y) in series.items():
-        ax.plot(x, y, label=label, linewidth=1.2)
+        ax.plot(x, y, marker, label=label, linewidth=1.2)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     _mark_phases(ax, phases)
     if len(series) > 1:
         ax.legend(fontsize=8)
+
+
+def _line_plot(path: Path, title: str, series: dict[str, tuple[list, list]], ylabel: str, phases) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    _draw(ax, title, series, ylabel, phases)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _panels_plot(path: Path, title: str, steps: list, metrics: dict[str, list], phases) -> None:
+    """One panel per named score of a benchmark (their scales differ), side by side."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 1.5, 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], metrics.items()):
+        _draw(ax, name, {name: (steps, values)}, name, phases, marker=".-")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -108,8 +123,8 @@ def write_report(folder: str | Path) -> Path:
                      json.loads((analysis / "memorization.json").read_text()))
         for bench in sorted(analysis.glob("benchmark_*.json")) if analysis.is_dir() else []:
             b = json.loads(bench.read_text())
-            _line_plot(add(f"{bench.stem}.png", f"Benchmark over checkpoints: {b['task']}"), b["task"],
-                       {b["task"]: (b["steps"], b["scores"])}, "score", phases)
+            _panels_plot(add(f"{bench.stem}.png", f"Benchmark over checkpoints: {b['task']}"), b["task"],
+                         b["steps"], b.get("metrics") or {"score": b["scores"]}, phases)
         (out / "index.html").write_text(_page(folder, records, phases, figures))
     return folder / "report" / "index.html"
 

@@ -3,16 +3,22 @@
 Built in, offline and held out from the ``stdlib-code``/``stdlib-prose`` sources
 (which exclude the standard library's tests):
 
-- ``code-completion``: next-line exact match. From functions in the standard
-  library's test modules, the prompt is a function up to a line of its body and
-  the target is that line; the greedy completion's first line must equal it.
+- ``code-completion``: next-line completion as CodeXGLUE's line-level task
+  scores it (Lu et al. 2021, arXiv:2102.04664): exact match and edit
+  similarity. From functions in the standard library's test modules, the
+  prompt is a function up to a line of its body and the target is that line;
+  the greedy completion's first line is compared with it, both stripped.
+  Edit similarity = 1 − Levenshtein(a, b) / max(|a|, |b|), averaged over items:
+  it moves long before a tiny model gets whole lines right.
 - ``prose-cloze``: the last word of sentences from the test modules'
-  docstrings; the greedy continuation's first word must equal it.
+  docstrings; the greedy continuation's first word must equal it (exact
+  match), and the mean log-likelihood of " word" after the prompt (nats).
 
-A task file is JSONL: ``{"prompt", "target"}`` rows (exact match of the
-completion's first line) or ``{"prompt", "choices", "answer"}`` rows (the
-choice with the highest log-likelihood must be ``answer``). A callable is
-named ``module:function`` and called as ``function(model, tokenizer) -> float``.
+A task file is JSONL: ``{"prompt", "target"}`` rows (scored as code
+completion) or ``{"prompt", "choices", "answer"}`` rows (accuracy: the choice
+with the highest log-likelihood must be ``answer``). A callable is named
+``module:function`` and called as ``function(model, tokenizer)``. Every task
+returns a float or a dict of named floats (the first is the headline score).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import read_jsonl
 from luminary.data.sources import read_text, stdlib_root
 
-Task = Callable[[torch.nn.Module, Any], float]
+Task = Callable[[torch.nn.Module, Any], "float | dict[str, float]"]
 
 
 def _test_files() -> list[Path]:
@@ -85,17 +91,48 @@ def greedy_text(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def exact_line_match(items: list[dict[str, str]], first_word: bool = False) -> Task:
-    def task(model, tokenizer) -> float:
-        hits = 0
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions, each 1) by the two-row dynamic programme."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 − Levenshtein(a, b) / max(|a|, |b|); 1 for two empty strings."""
+    longest = max(len(a), len(b))
+    return 1.0 - levenshtein(a, b) / longest if longest else 1.0
+
+
+def line_completion(items: list[dict[str, str]]) -> Task:
+    """Exact match and edit similarity of the greedy completion's first line against ``target``."""
+    def task(model, tokenizer) -> dict[str, float]:
+        exact = similarity = 0.0
         for item in items:
-            text = greedy_text(model, tokenizer, item["prompt"], 8 if first_word else 40)
-            if first_word:
-                words = re.findall(r"[A-Za-z]+", text)
-                hits += bool(words) and words[0] == item["target"]
-            else:
-                hits += text.split("\n")[0].strip() == item["target"].strip()
-        return hits / len(items)
+            line = greedy_text(model, tokenizer, item["prompt"], 40).split("\n")[0].strip()
+            target = item["target"].strip()
+            exact += line == target
+            similarity += edit_similarity(line, target)
+        return {"exact_match": exact / len(items), "edit_similarity": similarity / len(items)}
+
+    return task
+
+
+def word_cloze(items: list[dict[str, str]]) -> Task:
+    """Exact match of the greedy continuation's first word, and the target's mean log-likelihood."""
+    def task(model, tokenizer) -> dict[str, float]:
+        exact = likelihood = 0.0
+        for item in items:
+            words = re.findall(r"[A-Za-z]+", greedy_text(model, tokenizer, item["prompt"], 8))
+            exact += bool(words) and words[0] == item["target"]
+            likelihood += log_likelihood(model, tokenizer, item["prompt"], " " + item["target"])
+        return {"exact_match": exact / len(items), "log_likelihood": likelihood / len(items)}
 
     return task
 
@@ -124,9 +161,9 @@ def multiple_choice(items: list[dict[str, Any]]) -> Task:
 def load_task(spec: str, samples: int = 200) -> tuple[str, Task]:
     """A task from a built-in name, a JSONL file, or ``module:function``."""
     if spec == "code-completion":
-        return spec, exact_line_match(code_completion_items(samples))
+        return spec, line_completion(code_completion_items(samples))
     if spec == "prose-cloze":
-        return spec, exact_line_match(prose_cloze_items(samples), first_word=True)
+        return spec, word_cloze(prose_cloze_items(samples))
     path = Path(spec)
     if path.suffix == ".jsonl":
         rows = read_jsonl(path, required=("prompt",))
@@ -135,7 +172,7 @@ def load_task(spec: str, samples: int = 200) -> tuple[str, Task]:
                 raise LuminaryError(f"{path}: line {number}: needs 'target', or 'choices' and 'answer'")
         if all("choices" in r for r in rows):
             return path.stem, multiple_choice(rows[:samples])
-        return path.stem, exact_line_match(rows[:samples])
+        return path.stem, line_completion(rows[:samples])
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:

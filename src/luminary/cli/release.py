@@ -92,8 +92,10 @@ def benchmark(
 
     name, fn = load_task(task, samples)
     result = benchmark_over_checkpoints(folder, name, fn)
-    for step, score in zip(result["steps"], result["scores"]):
-        typer.echo(f"step {step}\t{name}\t{score:.4f}")
+    metrics = result["metrics"]
+    typer.echo("step\t" + "\t".join(f"{name}:{m}" for m in metrics))
+    for i, step in enumerate(result["steps"]):
+        typer.echo(f"{step}\t" + "\t".join(f"{values[i]:.4f}" for values in metrics.values()))
 
 
 def report(folder: Path = typer.Argument(..., metavar="RUN_OR_RELEASE")) -> None:
