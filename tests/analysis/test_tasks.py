@@ -52,11 +52,14 @@ def test_code_completion_items_are_held_out_and_cut_before_their_target():
 
 
 def test_line_completion_scores_exact_match_and_edit_similarity(monkeypatch):
-    items = [{"prompt": "a", "target": "    return x"}, {"prompt": "b", "target": "y = 1"}]
-    answers = {"a": "return x\n    pass", "b": "y = 2\n"}
+    items = [{"prompt": "a", "target": "    return x"}, {"prompt": "b", "target": "y = 1"},
+             {"prompt": "def f():\n", "target": "    pass"}]
+    # the third prompt is asked without its trailing newline, and the line after the first newline is scored
+    answers = {"a": "return x\n    pass", "b": "y = 2\n", "def f():": "  # no\n    pas\nx"}
     monkeypatch.setattr(tasks, "greedy_text", lambda model, tok, prompt, n: answers[prompt])
     scores = tasks.line_completion(items)(None, None)
-    assert scores == {"exact_match": 0.5, "edit_similarity": pytest.approx((1.0 + (1 - 1 / 5)) / 2)}
+    assert scores == {"exact_match": pytest.approx(1 / 3),
+                      "edit_similarity": pytest.approx((1.0 + (1 - 1 / 5) + (1 - 1 / 4)) / 3)}
 
 
 def test_multiple_choice_and_log_likelihood_against_a_direct_forward(tiny_crystal, tokenizer):

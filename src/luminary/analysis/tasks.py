@@ -7,7 +7,8 @@ Built in, offline and held out from the ``stdlib-code``/``stdlib-prose`` sources
   scores it (Lu et al. 2021, arXiv:2102.04664): exact match and edit
   similarity. From functions in the standard library's test modules, the
   prompt is a function up to a line of its body and the target is that line;
-  the greedy completion's first line is compared with it, both stripped.
+  the greedy completion's next line is compared with it, both stripped
+  (:func:`next_line`).
   Edit similarity = 1 − Levenshtein(a, b) / max(|a|, |b|), averaged over items:
   it moves long before a tiny model gets whole lines right.
 - ``prose-cloze``: the last word of sentences from the test modules'
@@ -110,12 +111,27 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - levenshtein(a, b) / longest if longest else 1.0
 
 
+def next_line(model, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
+    """The greedy completion's next line.
+
+    A prompt that ends in a newline is cut before it, and the line after the
+    completion's first newline is taken: a byte-level BPE merges a newline with
+    the next line's indentation (``"\n" + 8 spaces`` is one token), so a bare
+    trailing newline is a token boundary the model never saw in training and
+    derails it (the "token healing" problem).
+    """
+    if prompt.endswith("\n"):
+        lines = greedy_text(model, tokenizer, prompt[:-1], max_new_tokens).split("\n")
+        return lines[1] if len(lines) > 1 else ""
+    return greedy_text(model, tokenizer, prompt, max_new_tokens).split("\n")[0]
+
+
 def line_completion(items: list[dict[str, str]]) -> Task:
-    """Exact match and edit similarity of the greedy completion's first line against ``target``."""
+    """Exact match and edit similarity of the greedy completion's next line against ``target``."""
     def task(model, tokenizer) -> dict[str, float]:
         exact = similarity = 0.0
         for item in items:
-            line = greedy_text(model, tokenizer, item["prompt"], 40).split("\n")[0].strip()
+            line = next_line(model, tokenizer, item["prompt"]).strip()
             target = item["target"].strip()
             exact += line == target
             similarity += edit_similarity(line, target)
