@@ -135,3 +135,16 @@ def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path, on
     report = evaluate_ranking(scorer, heldout, n_negatives=1)
     assert report["instruction_auc"] >= 0.8, report  # each instruction's gold above its negative
     assert report["auc"] >= 0.75, report  # and pooled over all instructions
+
+
+def test_paired_bootstrap_by_hand():
+    from luminary.scorer.evaluate import paired_bootstrap
+
+    a, b = [0.5, 0.25, 0.0, 0.75], [0.25, 0.25, 0.5, 0.25]  # differences 0.25, 0, -0.5, 0.5: mean 0.0625
+    result = paired_bootstrap(a, b, seed=3, resamples=20_000)
+    assert result["mean"] == pytest.approx(6.25)
+    assert (result["wins"], result["ties"], result["losses"]) == (2, 1, 1)
+    lo, hi = result["ci95"]
+    assert -50 <= lo < 6.25 < hi <= 50  # within the range of the differences, around the mean
+    same = paired_bootstrap([0.3] * 5, [0.1] * 5)
+    assert same["mean"] == pytest.approx(20) and same["ci95"] == pytest.approx([20, 20])

@@ -89,4 +89,17 @@ def evaluate_best_of_n(scorer: Scorer, generator: Generator, rows: Sequence[dict
         totals["mean_candidate"].append(float(np.mean(f)))
     result = {name: 100 * float(np.mean(v)) for name, v in totals.items()}
     result.update(n_rows=len(rows), n_candidates=sum(d.num_return_sequences for d in plan))
+    result["cappy_minus_beam"] = paired_bootstrap(totals["cappy"], totals["beam"], seed)
     return result
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], seed: int = 0, resamples: int = 10_000) -> dict[str, Any]:
+    """Mean of a − b (×100) per row, its 95% percentile interval over rows resampled with
+    replacement (Efron & Tibshirani 1993, ch. 13), and the rows where a wins, ties, loses."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if not len(diff):
+        return {"mean": 0.0, "ci95": [0.0, 0.0], "wins": 0, "ties": 0, "losses": 0}
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))
+    lo, hi = np.percentile(diff[picks].mean(axis=1), [2.5, 97.5])
+    return {"mean": 100 * float(diff.mean()), "ci95": [100 * float(lo), 100 * float(hi)],
+            "wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()), "losses": int((diff < 0).sum())}
