@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,10 @@ class StreamingWriter:
     """Write tensors in a known order into pre-headed safetensors shards.
 
     ``entries`` are ``(name, dtype, shape)`` in the order :meth:`write` will be
-    called. Each file's sha256 is computed while it is written (for the manifest).
+    called. Each file's sha256 is computed while it is written (for the
+    manifest), on a thread of its own: hashing a tensor's bytes runs beside
+    writing them instead of after (hashlib and the write both release the GIL),
+    with at most one buffer in flight.
     """
 
     def __init__(self, folder: Path, entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
@@ -165,6 +169,8 @@ class StreamingWriter:
         self._next = 0
         self._file = None
         self._hash = None
+        self._hasher = ThreadPoolExecutor(1)
+        self._hashing: Future | None = None
         self.sha256: dict[str, str] = {}
         self.total_bytes = sum(_nbytes(d, s) for _, d, s in entries)
 
@@ -181,8 +187,15 @@ class StreamingWriter:
         return struct.pack("<Q", len(raw)) + raw
 
     def _emit(self, data) -> None:
+        self._hashed()
+        self._hashing = self._hasher.submit(self._hash.update, data)
         self._file.write(data)
-        self._hash.update(data)
+
+    def _hashed(self) -> None:
+        """Wait until every byte handed to the hash so far is in it."""
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
 
     def _start_writeback(self) -> None:
         """Hand written bytes to the disk now (asynchronously) and drop them from the page cache.
@@ -210,6 +223,7 @@ class StreamingWriter:
         self._next += 1
         if i in self._last_of_shard:
             self._file.close()
+            self._hashed()
             self.sha256[self.files[shard]] = self._hash.hexdigest()
             self._file = None
 
@@ -217,12 +231,16 @@ class StreamingWriter:
         """Check that every tensor came, and write the index of a sharded output."""
         if self._next != len(self.entries):
             raise RuntimeError(f"writer got {self._next} of {len(self.entries)} tensors")
+        self._hasher.shutdown(wait=True)
         if len(self.files) > 1:
             weight_map = {name: self.files[self._shard_of[i]] for i, (name, _, _) in enumerate(self.entries)}
             (self.folder / INDEX_FILE).write_text(json.dumps(
                 {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}, indent=2))
 
     def abort(self) -> None:
+        """Close what is open (after finish, or on an error); the writer cannot be used again."""
+        self._hasher.shutdown(wait=True)
+        self._hashing = None
         if self._file is not None:
             self._file.close()
             self._file = None
