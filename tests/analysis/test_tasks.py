@@ -105,6 +105,8 @@ def test_benchmark_over_checkpoints_keeps_every_named_score(tmp_path, run_dir):
     keys = iter([{"a": 1.0}, {"b": 1.0}] + [{"b": 1.0}] * n)
     with pytest.raises(LuminaryError, match="the same named scores"):
         benchmark_over_checkpoints(folder, "g", lambda m, t: next(keys))
+    with pytest.raises(LuminaryError, match="score 'a' at step .* is not a number: 'high'"):
+        benchmark_over_checkpoints(folder, "h", lambda m, t: {"a": "high"})
 
 
 def test_benchmark_cli_prints_a_column_per_score(cli, tmp_path, run_dir):

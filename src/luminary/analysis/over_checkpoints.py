@@ -116,7 +116,11 @@ def benchmark_over_checkpoints(folder: str | Path, name: str, task: Callable) ->
                 raise LuminaryError(f"task {name}: returned {sorted(values)} at step {ref.step}; "
                                     f"every checkpoint must give the same named scores")
             for key, value in values.items():
-                metrics.setdefault(key, []).append(float(value))
+                try:
+                    metrics.setdefault(key, []).append(float(value))
+                except (TypeError, ValueError):
+                    raise LuminaryError(f"task {name}: score {key!r} at step {ref.step} is not a number: "
+                                        f"{value!r}") from None
             bar.advance()
     out = {"task": name, "steps": [r.step for r in refs], "scores": next(iter(metrics.values()), []),
            "metrics": metrics}
