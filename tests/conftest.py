@@ -111,16 +111,23 @@ RELEASE_RECIPE = {
 }
 
 
+def fill_recipe(template: dict, root: Path, tokenizer_dir: Path, texts: list[str]) -> dict:
+    """A copy of ``template`` whose ``code`` source is ``texts`` written under ``root/code``
+    and whose tokenizer is the folder ``tokenizer_dir``."""
+    code = root / "code"
+    code.mkdir()
+    for i, text in enumerate(texts):
+        (code / f"m{i}.py").write_text(text)
+    data = json.loads(json.dumps(template))
+    data["sources"]["code"]["path"] = str(code)
+    data["tokenizer"]["path"] = str(tokenizer_dir)
+    return data
+
+
 @pytest.fixture(scope="session")
 def release_recipe(tmp_path_factory, tokenizer_dir, stdlib_texts):
     root = tmp_path_factory.mktemp("release_recipe")
-    code = root / "code"
-    code.mkdir()
-    for i, text in enumerate(stdlib_texts[:10]):
-        (code / f"m{i}.py").write_text(text)
-    data = json.loads(json.dumps(RELEASE_RECIPE))
-    data["sources"]["code"]["path"] = str(code)
-    data["tokenizer"]["path"] = str(tokenizer_dir)
+    data = fill_recipe(RELEASE_RECIPE, root, tokenizer_dir, stdlib_texts[:10])
     path = root / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

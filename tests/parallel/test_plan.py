@@ -286,13 +286,10 @@ def test_pretrain_checks_heads_before_any_process_group(tmp_path, monkeypatch, t
     import torch.distributed as dist
 
     from luminary.pretrain.runner import pretrain
+    from tests.conftest import fill_recipe
     from tests.pretrain.conftest import RECIPE
 
-    data = json.loads(json.dumps(RECIPE))
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "a.py").write_text("x = 1\n")
-    data["sources"]["code"]["path"] = str(tmp_path / "code")
-    data["tokenizer"]["path"] = str(tokenizer_dir)
+    data = fill_recipe(RECIPE, tmp_path, tokenizer_dir, ["x = 1\n"])
     data["train"]["tp_size"] = 3
     monkeypatch.setenv("WORLD_SIZE", "3")  # a head count is the first thing to fail, not the rendezvous
     path = tmp_path / "recipe.yaml"

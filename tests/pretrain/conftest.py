@@ -1,8 +1,8 @@
 """The small recipe shared by the pretraining tests."""
 
-import json
-
 import pytest
+
+from tests.conftest import fill_recipe
 
 RECIPE = {
     "name": "small",
@@ -25,11 +25,4 @@ RECIPE = {
 
 @pytest.fixture
 def recipe(tmp_path, tokenizer_dir, stdlib_texts):
-    code = tmp_path / "code"
-    code.mkdir()
-    for i, text in enumerate(stdlib_texts[:12]):
-        (code / f"m{i}.py").write_text(text)
-    data = json.loads(json.dumps(RECIPE))
-    data["sources"]["code"]["path"] = str(code)
-    data["tokenizer"]["path"] = str(tokenizer_dir)
-    return data
+    return fill_recipe(RECIPE, tmp_path, tokenizer_dir, stdlib_texts[:12])

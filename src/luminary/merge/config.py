@@ -130,6 +130,18 @@ def locate(name: str, folder: Path) -> str:
     return str(folder / name)
 
 
+def locate_zoo_paths(config: Config, folder: Path) -> dict:
+    """``config`` dumped, with its ``models``, ``base_model`` and evaluator file located from ``folder``
+    (search and glue configs share these fields)."""
+    fix = lambda name: locate(name, folder)
+    data = config.model_dump()
+    data["models"] = [fix(m) for m in data["models"]]
+    if data["evaluator"] and data["evaluator"]["path"]:
+        data["evaluator"]["path"] = fix(data["evaluator"]["path"])
+    data["base_model"] = fix(data["base_model"]) if data["base_model"] else None
+    return data
+
+
 def resolve_paths(config: MergeConfig, folder: Path) -> MergeConfig:
     fix = lambda name: locate(name, folder)
 

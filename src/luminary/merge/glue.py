@@ -26,7 +26,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text
 from luminary.core.progress import info
 from luminary.merge.cluster import cluster_zoo
-from luminary.merge.config import MergeConfig, locate
+from luminary.merge.config import MergeConfig, locate, locate_zoo_paths
 from luminary.merge.evaluators import Evaluator, EvaluatorConfig, build_evaluator
 from luminary.merge.merge import run_merge
 from luminary.merge.mixture import LLAMA_FAMILY, MixtureConfig, run_mixture
@@ -58,13 +58,8 @@ class GlueRecipe(Config):
 def load_glue_recipe(path: str | Path) -> GlueRecipe:
     path = Path(path)
     recipe = validate(GlueRecipe, read_yaml(path), str(path))
-    fix = lambda m: locate(m, path.parent)
-    data = recipe.model_dump()
-    data["models"] = [fix(m) for m in recipe.models]
-    if data["evaluator"] and data["evaluator"]["path"]:
-        data["evaluator"]["path"] = fix(data["evaluator"]["path"])
-    data["base_model"] = fix(recipe.base_model) if recipe.base_model else None
-    data["mixture"]["expert_prompts"] = {fix(k): v for k, v in recipe.mixture.expert_prompts.items()}
+    data = locate_zoo_paths(recipe, path.parent)
+    data["mixture"]["expert_prompts"] = {locate(k, path.parent): v for k, v in recipe.mixture.expert_prompts.items()}
     return GlueRecipe.model_validate(data)
 
 

@@ -31,7 +31,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json
 from luminary.core.progress import info
 from luminary.merge.cluster import similarity_matrix
-from luminary.merge.config import MergeConfig, locate
+from luminary.merge.config import MergeConfig, locate_zoo_paths
 from luminary.merge.evaluators import Evaluator, EvaluatorConfig, build_evaluator
 from luminary.merge.merge import run_merge
 from luminary.merge.zoo import ModelFolder
@@ -63,13 +63,7 @@ def load_search_config(path: str | Path) -> SearchConfig:
     config = validate(SearchConfig, read_yaml(path), str(path))
     if config.evaluator is None:
         raise LuminaryError(f"{path}: evaluator: required (a callable, perplexity or multiple_choice)")
-    fix = lambda m: locate(m, path.parent)
-    data = config.model_dump()
-    data["models"] = [fix(m) for m in config.models]
-    if data["evaluator"] and data["evaluator"]["path"]:
-        data["evaluator"]["path"] = fix(data["evaluator"]["path"])
-    data["base_model"] = fix(config.base_model) if config.base_model else None
-    return SearchConfig.model_validate(data)
+    return SearchConfig.model_validate(locate_zoo_paths(config, path.parent))
 
 
 class _Search:

@@ -122,12 +122,6 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise LuminaryError(f"{run_dir}: run folder exists; pass --resume to continue it or choose another --out")
     t = recipe.train
-    if t.tp_size > 1:
-        from luminary.models.presets import build_config
-        from luminary.parallel.plan import check_heads
-
-        check_heads(build_config(recipe.model.preset, recipe.model.vocab_size or 1, **recipe.model.overrides),
-                    t.tp_size)
     deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
                         tp_size=t.tp_size)
     if t.global_batch % (t.micro_batch * deployer.dp_size):
