@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Alignment
-from luminary.ctc.aligners.batching import default_device, length_batches, pad
+from luminary.ctc.aligners.batching import default_device, length_batches, pad, token_budget
 
 
 def keep_layers(model: torch.nn.Module, layer: int) -> torch.nn.Module:
@@ -74,7 +74,7 @@ class EmbeddingAligner:
         idf: token id → weight for aggregation, from :func:`idf_weights`.
         baseline: rescale each score as (s − b) / (1 − b).
         match_specials: let tokens also match the context's special tokens (bert-score's precision).
-        max_tokens: token budget of one encoder batch; pairs are processed ``chunk`` at a time.
+        max_tokens: token budget of one encoder batch (default: :func:`token_budget`); pairs are processed ``chunk`` at a time.
     """
 
     kind = "E"
@@ -88,7 +88,7 @@ class EmbeddingAligner:
         baseline: float | None = None,
         match_specials: bool = False,
         max_length: int | None = None,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
         chunk: int = 4096,
         allow_pickle: bool = False,
     ):
@@ -106,7 +106,7 @@ class EmbeddingAligner:
         limit = getattr(encoder.config, "max_position_embeddings", 512)
         self.max_length = min(max_length or limit, limit, self.tokenizer.model_max_length)
         self.idf, self.baseline, self.match_specials = idf, baseline, match_specials
-        self.max_tokens, self.chunk = max_tokens, chunk
+        self.max_tokens, self.chunk = token_budget(encoder.config, self.device, max_tokens), chunk
         self._strings: dict[int, str] = {}
 
     # --- encoding ----------------------------------------------------------------

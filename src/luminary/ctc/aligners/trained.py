@@ -27,7 +27,7 @@ import torch
 
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Alignment
-from luminary.ctc.aligners.batching import default_device, length_batches
+from luminary.ctc.aligners.batching import default_device, length_batches, token_budget
 from luminary.ctc.aligners.pairs import (
     MAX_INPUT_TOKENS,
     MAX_LENGTH,
@@ -72,7 +72,7 @@ class PairAligner:
         device: str | None = None,
         max_input_tokens: int = MAX_INPUT_TOKENS,
         max_length: int = MAX_LENGTH,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
         allow_pickle: bool = False,
     ):
         from luminary.models.loading import load_tokenizer
@@ -80,7 +80,8 @@ class PairAligner:
         self.device = default_device(device)
         self.model = load_head_model(model, self.kind, allow_pickle).to(self.device).eval()
         self.tokenizer = load_tokenizer(model)
-        self.max_input_tokens, self.max_length, self.max_tokens = max_input_tokens, max_length, max_tokens
+        self.max_input_tokens, self.max_length = max_input_tokens, max_length
+        self.max_tokens = token_budget(self.model.config, self.device, max_tokens)
 
     def encode(self, inputs: Sequence[str], contexts: Sequence[str]) -> list[EncodedPair]:
         return encode_pairs(self.tokenizer, inputs, contexts, self.input_first, self.max_input_tokens, self.max_length)
