@@ -74,7 +74,8 @@ class EmbeddingAligner:
         idf: token id → weight for aggregation, from :func:`idf_weights`.
         baseline: rescale each score as (s − b) / (1 − b).
         match_specials: let tokens also match the context's special tokens (bert-score's precision).
-        max_tokens: token budget of one encoder batch (default: :func:`token_budget`); pairs are processed ``chunk`` at a time.
+        max_tokens: token budget of one encoder batch (default: :func:`token_budget`); pairs are
+            processed ``chunk`` at a time.
     """
 
     kind = "E"
