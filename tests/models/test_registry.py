@@ -1,5 +1,6 @@
 """``import luminary`` makes its architectures loadable through the Auto classes, whichever of luminary and
-transformers is imported first (fresh interpreters: the test process has both loaded already)."""
+transformers is imported first, and whatever pulls the Auto classes in (fresh interpreters: the test process
+has both loaded already). Registration waits for the Auto classes, so importing luminary stays light."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ ORDERS = {
     "transformers first": "from transformers import AutoModelForCausalLM\nimport luminary\n" + LOAD,
     "a submodule of the auto package first": ("import transformers.models.auto.configuration_auto\nimport luminary\n"
                                               "from transformers import AutoModelForCausalLM\n" + LOAD),
+    "a mixture module first": ("import luminary.merge.mixture_models\nfrom transformers import AutoModelForCausalLM\n"
+                               + LOAD),
+    "a config class first": "import luminary\nfrom transformers import LlamaConfig, AutoModelForCausalLM\n" + LOAD,
+    "a model module first": ("import luminary\nimport transformers.models.llama.modeling_llama\n"
+                             "from transformers import AutoModelForCausalLM\n" + LOAD),
+    "modeling_utils before luminary": ("import transformers.modeling_utils\nimport luminary\n"
+                                       "from transformers import AutoModelForCausalLM\n" + LOAD),
+    "luminary's loader": "from luminary.models import load_model\nprint(type(load_model({folder!r})).__name__)",
+    "from a thread": ("import threading, luminary\ndef load():\n    from transformers import AutoModelForCausalLM\n"
+                      "    " + LOAD + "\nt = threading.Thread(target=load)\nt.start()\nt.join()"),
     "config only": ("import luminary\nfrom transformers import AutoConfig\n"
                     "print(type(AutoConfig.from_pretrained({folder!r})).__name__.replace('Config', 'ForCausalLM'))"),
 }
@@ -39,3 +50,13 @@ def crystal_folder(tmp_path_factory):
 def test_crystal_loads_through_auto_classes_in_any_import_order(crystal_folder, order):
     assert run(ORDERS[order].format(folder=crystal_folder)).splitlines()[-1] == "CrystalForCausalLM"
 
+
+
+def test_importing_luminary_and_its_merge_code_leaves_transformers_model_code_alone():
+    """The start-up that ``luminary merge`` pays: no transformers model code until something uses it."""
+    code = ("import sys, luminary, luminary.merge, luminary.cli.app\n"
+            "from luminary.models import registry\n"
+            "print(registry.is_registered(), 'transformers.modeling_utils' in sys.modules)\n"
+            "from transformers import AutoConfig\n"
+            "print(registry.is_registered(), registry._AutoClassWatcher._installed is None)")
+    assert run(code).splitlines()[-2:] == ["False False", "True True"]

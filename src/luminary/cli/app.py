@@ -48,16 +48,16 @@ _register()
 
 
 def _quiet_libraries() -> None:
+    """Set through the environment, which transformers reads when it is imported (if a command imports it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' own bars follow this switch
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
+    if "transformers" in sys.modules:  # called in-process, after transformers read the environment
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def main(argv: list[str] | None = None) -> None:

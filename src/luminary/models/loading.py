@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-import luminary.models.registry  # noqa: F401  (luminary architectures known to Auto classes)
 from luminary.core.errors import LuminaryError
+from luminary.models.registry import register_all
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -51,6 +51,7 @@ def weight_files(path: Path) -> tuple[list[Path], list[Path]]:
 
 
 def load_config(path: str | Path, trust_remote_code: bool = False):
+    register_all()  # normally done already, when the Auto classes were imported
     path = resolve_model_dir(path)
     _check_folder(path)
     raw = json.loads((path / "config.json").read_text())
