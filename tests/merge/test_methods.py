@@ -4,19 +4,22 @@ import importlib
 import math
 import pkgutil
 
+import numpy as np
 import pytest
 import torch
 
 import luminary.merge.methods as methods_pkg
 from luminary.merge.methods import METHODS
-from luminary.merge.methods.sparsify import bernoulli, magnitude
+from luminary.merge.methods.sparsify import STREAM, bernoulli, drop_, keep_mask, magnitude
 from luminary.merge.methods.slerp import slerp
 
 T = torch.tensor
 
 
 def run(name, base, tensors, per_model=None, seed=0, **shared):
+    """One method on copies of the inputs, which it may overwrite, as the executor lets it."""
     method = METHODS[name]
+    base = base.clone() if base is not None else None
     per_model = per_model or [{} for _ in tensors]
     full_shared = {p.name: shared.get(p.name, p.default) for p in method.params if p.scope == "shared"}
     full_models = [{p.name: pm.get(p.name, p.default) for p in method.params if p.scope == "model"} for pm in per_model]
@@ -101,6 +104,28 @@ def test_dare_is_seeded_and_keeps_density_and_l1():
     assert torch.allclose(inverse[kept], delta[kept] / 0.3)
 
 
+@pytest.mark.parametrize("density", [0.1, 0.5, 0.9])
+def test_keep_mask_has_the_density_and_does_not_depend_on_threads(density):
+    shape = (3, STREAM // 2 + 7)  # two streams, the second one short
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        mask = keep_mask(shape, density, torch.Generator().manual_seed(1))
+        torch.set_num_threads(1)
+        assert torch.equal(mask, keep_mask(shape, density, torch.Generator().manual_seed(1)))
+    finally:
+        torch.set_num_threads(threads)
+    n = mask.numel()
+    assert abs(mask.float().mean().item() - density) < 5 * math.sqrt(density * (1 - density) / n)
+    head, tail = mask.reshape(-1)[:1000], mask.reshape(-1)[STREAM:STREAM + 1000]
+    assert not torch.equal(head, tail)  # each stream has its own seed
+    assert not torch.equal(mask, keep_mask(shape, density, torch.Generator().manual_seed(2)))
+    x = torch.randn(shape)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):  # numpy's path and torch's
+        dropped = drop_(x.to(dtype), density, torch.Generator().manual_seed(1))
+        assert torch.equal(dropped, x.to(dtype) * mask)
+
+
 def test_dare_density_one_is_task_arithmetic():
     base, ts = torch.randn(50), [torch.randn(50), torch.randn(50)]
     w = [{"weight": 0.3}, {"weight": 0.9}]
@@ -140,3 +165,19 @@ def test_methods_that_need_a_base_say_so(name):
 
     with pytest.raises(LuminaryError, match="base_model"):
         METHODS[name].check_models(1, False, "models")
+
+
+@pytest.mark.parametrize("similarity", [0.3, 0.999])
+def test_slerp_on_tensors_of_several_chunks_matches_mergekits_formula(similarity):
+    """Chunked BLAS dot products against mergekit's way (normalise, multiply, numpy sum, all float32)."""
+    g = torch.Generator().manual_seed(0)
+    n = 3 * (1 << 20) + 5
+    a = torch.randn(n, generator=g) * 0.02
+    b = similarity * a + math.sqrt(1 - similarity**2) * torch.randn(n, generator=g) * 0.02
+    x, y = a.numpy(), b.numpy()
+    x_unit, y_unit = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    omega = np.arccos(np.clip(np.sum(x_unit * y_unit), -1, 1))
+    assert np.cos(omega) < 0.9995  # the spherical branch, where rounding of cos Ω matters most
+    t = 0.3
+    expected = np.sin((1 - t) * omega) / np.sin(omega) * x + np.sin(t * omega) / np.sin(omega) * y
+    assert np.abs(slerp(t, a, b).numpy() - expected).max() <= 1e-6  # the goal against mergekit; 3.8e-7 seen

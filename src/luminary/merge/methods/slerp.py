@@ -7,10 +7,16 @@ taken as 1, cos clamped to [−1, 1]):
 
 and θ = (1 − t)·a + t·b when |cos Ω| > 0.9995 (nearly collinear: the sine
 ratio is numerically unstable there). t = 0 gives the base a (Shoemake 1985).
-Computed as mergekit does, in float32 (float64 stays float64), norms and dot
-product over chunks of 2²⁰ entries, Ω = acos(cos Ω) in the working dtype: near
-cos Ω = 1 acos amplifies rounding, so a double-precision Ω would differ from
-mergekit's by more than 1e-6.
+Computed as mergekit does, in float32 (float64 stays float64), with
+Ω = acos(cos Ω) in the working dtype: near cos Ω = 1 acos amplifies rounding,
+so a double-precision Ω would differ from mergekit's by more than 1e-6.
+mergekit normalises both vectors and then sums their product; here
+cos Ω = Σ_c ⟨a_c, b_c⟩ / (‖a‖‖b‖), with ‖a‖² = Σ_c ⟨a_c, a_c⟩, over chunks
+a_c, b_c of 2²⁰ entries: the same value to float32 rounding, from BLAS dot
+products taken in one pass while a chunk pair is in cache (numpy's norm is a
+BLAS dot too). The result is also formed chunk by chunk, in place when the
+caller hands over ``a`` (the merge executor does). A 1B SLERP reads each input
+twice from memory instead of five times and allocates nothing.
 """
 
 from __future__ import annotations
@@ -26,27 +32,31 @@ EPS = 1e-8
 CHUNK = 1 << 20
 
 
-def _chunks(x: torch.Tensor) -> list[torch.Tensor]:
-    return list(x.split(CHUNK))
-
-
-def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT_THRESHOLD) -> torch.Tensor:
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT_THRESHOLD,
+          in_place: bool = False) -> torch.Tensor:
+    """SLERP from ``a`` (t = 0) to ``b`` (t = 1); ``in_place`` may write the result into ``a``."""
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     x, y = a.reshape(-1).to(dtype), b.reshape(-1).to(dtype)
     if x.numel() == 0:
         return a.clone()
-    norm = lambda v: torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(c) for c in _chunks(v)]))
-    na, nb = norm(x), norm(y)
+    pairs = list(zip(x.split(CHUNK), y.split(CHUNK)))
+    sums = torch.stack([torch.stack([torch.dot(p, p), torch.dot(q, q), torch.dot(p, q)]) for p, q in pairs]).sum(0)
+    na, nb = sums[0].sqrt(), sums[1].sqrt()
     na = na if na > EPS else torch.ones_like(na)
     nb = nb if nb > EPS else torch.ones_like(nb)
-    dot = torch.stack([((p / na) * (q / nb)).sum() for p, q in zip(_chunks(x), _chunks(y))]).sum().clamp(-1, 1)
+    dot = (sums[2] / (na * nb)).clamp(-1, 1)
     tt = torch.tensor(t, dtype=dtype)
     if dot.abs() > dot_threshold:
         ca, cb = 1 - tt, tt
     else:
         omega = torch.acos(dot)
         ca, cb = torch.sin((1 - tt) * omega) / torch.sin(omega), torch.sin(tt * omega) / torch.sin(omega)
-    return (x * ca.item()).add_(y, alpha=cb.item()).reshape(a.shape).to(a.dtype)
+    ca, cb = ca.item(), cb.item()
+    shares_a = in_place and x.data_ptr() == a.data_ptr() and x.data_ptr() != y.data_ptr()
+    out = x if shares_a else torch.empty_like(x)
+    for o, (p, q) in zip(out.split(CHUNK), pairs):
+        torch.mul(p, ca, out=o).add_(q, alpha=cb)
+    return out.reshape(a.shape).to(a.dtype)
 
 
 class Slerp(MergeMethod):
@@ -55,4 +65,4 @@ class Slerp(MergeMethod):
                          min_models=1, max_models=1, params=(Param("t", float, "shared", bounds=(0.0, 1.0)),))
 
     def merge(self, base, tensors, shared, per_model, generator):
-        return slerp(shared["t"], base, tensors[0])
+        return slerp(shared["t"], base, tensors[0], in_place=True)  # the executor owns base

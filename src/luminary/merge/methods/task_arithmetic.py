@@ -62,7 +62,7 @@ class TaskArithmetic(MergeMethod):
             if self.sparsification == "magnitude":
                 delta = sparsify.magnitude(delta, p["density"], mode)
             elif self.sparsification == "bernoulli":
-                delta = sparsify.bernoulli(delta, p["density"], generator, mode)
+                delta = sparsify.bernoulli(delta, p["density"], generator, mode, in_place=True)
             deltas.append(delta.mul_(w))
         if shared["consensus"] is None:
             mixed = deltas[0]
