@@ -11,12 +11,16 @@ Computed as mergekit does, in float32 (float64 stays float64), with
 Ω = acos(cos Ω) in the working dtype: near cos Ω = 1 acos amplifies rounding,
 so a double-precision Ω would differ from mergekit's by more than 1e-6.
 mergekit normalises both vectors and then sums their product; here
-cos Ω = Σ_c ⟨a_c, b_c⟩ / (‖a‖‖b‖), with ‖a‖² = Σ_c ⟨a_c, a_c⟩, over chunks
-a_c, b_c of 2²⁰ entries: the same value to float32 rounding, from BLAS dot
-products taken in one pass while a chunk pair is in cache (numpy's norm is a
-BLAS dot too). The result is also formed chunk by chunk, in place when the
-caller hands over ``a`` (the merge executor does). A 1B SLERP reads each input
-twice from memory instead of five times and allocates nothing.
+cos Ω = Σ_c ⟨a_c, b_c⟩ / (‖a‖‖b‖) over chunks a_c, b_c of 2²⁰ entries (BLAS
+dot products, no temporaries), the same value to float32 rounding. The norms
+are mergekit's: ‖a‖ = ‖(‖a_c‖)_c‖ with torch's ``vector_norm``. That is
+less exact than the BLAS sum of squares (1e-5 against 2e-7 relative error
+on 4M entries), but mergekit's cos Ω, and so its output, carries the same
+error, and agreeing with mergekit to 1e-7 is the point. Every statistic
+comes from one pass while a chunk pair is in cache, and the result is formed
+chunk by chunk, in place when the caller hands over ``a`` (the merge
+executor does): a 1B SLERP reads each input twice from memory instead of
+five times and allocates nothing.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = DOT
     if x.numel() == 0:
         return a.clone()
     pairs = list(zip(x.split(CHUNK), y.split(CHUNK)))
-    sums = torch.stack([torch.stack([torch.dot(p, p), torch.dot(q, q), torch.dot(p, q)]) for p, q in pairs]).sum(0)
-    na, nb = sums[0].sqrt(), sums[1].sqrt()
+    stats = torch.stack([torch.stack([torch.linalg.vector_norm(p), torch.linalg.vector_norm(q), torch.dot(p, q)])
+                         for p, q in pairs])
+    na, nb = torch.linalg.vector_norm(stats[:, 0]), torch.linalg.vector_norm(stats[:, 1])
     na = na if na > EPS else torch.ones_like(na)
     nb = nb if nb > EPS else torch.ones_like(nb)
-    dot = (sums[2] / (na * nb)).clamp(-1, 1)
+    dot = (stats[:, 2].sum() / (na * nb)).clamp(-1, 1)
     tt = torch.tensor(t, dtype=dtype)
     if dot.abs() > dot_threshold:
         ca, cb = 1 - tt, tt
