@@ -17,6 +17,8 @@ Defaults as mergekit: ``ties`` normalize=True; ``dare_*`` rescale=True
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
 from luminary.core.errors import LuminaryError
@@ -56,14 +58,14 @@ class TaskArithmetic(MergeMethod):
             return base
         mode = shared["rescale_norm"] if shared["rescale"] else None
         weights = torch.tensor([p["weight"] for p in per_model], dtype=base.dtype)
-        deltas = []
-        for tensor, p, w in zip(tensors, per_model, weights):
-            delta = tensor.sub_(base)  # the executor owns the input buffer
-            if self.sparsification == "magnitude":
-                delta = sparsify.magnitude(delta, p["density"], mode)
-            elif self.sparsification == "bernoulli":
-                delta = sparsify.bernoulli(delta, p["density"], generator, mode, in_place=True)
-            deltas.append(delta.mul_(w))
+        if self.sparsification == "magnitude" and len(tensors) > 1 and torch.get_num_threads() > 1:
+            # TIES' tie-break is a full sort, which runs on one core: sparsify the models side by side
+            with ThreadPoolExecutor(min(len(tensors), torch.get_num_threads())) as pool:
+                deltas = list(pool.map(self._weighted_delta, [base] * len(tensors), tensors, per_model, weights,
+                                       [mode] * len(tensors), [generator] * len(tensors)))
+        else:
+            deltas = [self._weighted_delta(base, tensor, p, w, mode, generator)
+                      for tensor, p, w in zip(tensors, per_model, weights)]
         if shared["consensus"] is None:
             mixed = deltas[0]
             for delta in deltas[1:]:
@@ -78,6 +80,15 @@ class TaskArithmetic(MergeMethod):
         if shared["lambda"] != 1:
             mixed.mul_(shared["lambda"])
         return mixed.add_(base).to(base.dtype)
+
+    def _weighted_delta(self, base, tensor, p, w, mode, generator) -> torch.Tensor:
+        """wᵢ · sparsify(θᵢ − θ_base), in the buffer of θᵢ (the executor owns it)."""
+        delta = tensor.sub_(base)
+        if self.sparsification == "magnitude":
+            delta = sparsify.magnitude(delta, p["density"], mode)
+        elif self.sparsification == "bernoulli":  # draws in order from the shared generator: never in parallel
+            delta = sparsify.bernoulli(delta, p["density"], generator, mode, in_place=True)
+        return delta.mul_(w)
 
     @staticmethod
     def _elect(deltas: list[torch.Tensor], weights: torch.Tensor, consensus: str, normalize: bool):
