@@ -98,6 +98,9 @@ def test_dare_is_seeded_and_keeps_density_and_l1():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert abs((a != 0).float().mean().item() - 0.3) < 0.005
     assert math.isclose(a.abs().sum().item(), delta.abs().sum().item(), rel_tol=1e-4)
+    big = torch.randn(1 << 23, generator=torch.Generator().manual_seed(1)) * 0.002
+    kept = bernoulli(big, 0.5, torch.Generator().manual_seed(5), "l1")  # an accumulation error shows at this size
+    assert math.isclose(kept.double().abs().sum().item(), big.double().abs().sum().item(), rel_tol=2e-5)
     kept = a != 0
     inverse = bernoulli(delta, 0.3, torch.Generator().manual_seed(5), "density")
     assert torch.allclose(inverse[kept], delta[kept] / 0.3)

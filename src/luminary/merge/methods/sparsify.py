@@ -29,7 +29,9 @@ EPS = 1e-7
 
 
 def l1_norm(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, 1)  # no |x| temporary
+    """‖x‖₁ by torch's cascade sum. Not ``vector_norm(x, 1)``: on the CPU its float32
+    accumulation is 0.2 % low on 11M entries, which biased DARE's rescale (L1 ratio 0.991)."""
+    return x.abs().sum()
 
 
 def rescale_(kept: torch.Tensor, mode: str | None, density: float, l1_before: torch.Tensor | None) -> torch.Tensor:
