@@ -62,15 +62,15 @@ class TaskArithmetic(MergeMethod):
             return base
         mode = shared["rescale_norm"] if shared["rescale"] else None
         weights = torch.tensor([p["weight"] for p in per_model], dtype=base.dtype)
-        if (self.sparsification == "magnitude" and len(tensors) > 1 and torch.get_num_threads() > 1
+        jobs = list(zip(tensors, per_model, weights))
+        weigh = lambda job: self._weighted_delta(base, *job, mode, generator)  # noqa: E731
+        if (self.sparsification == "magnitude" and len(jobs) > 1 and torch.get_num_threads() > 1
                 and base.numel() <= SIDE_BY_SIDE_MAX_ENTRIES):
             # TIES' tie-break is a full sort, which runs on one core: sparsify the models side by side
-            with ThreadPoolExecutor(min(len(tensors), torch.get_num_threads())) as pool:
-                deltas = list(pool.map(self._weighted_delta, [base] * len(tensors), tensors, per_model, weights,
-                                       [mode] * len(tensors), [generator] * len(tensors)))
+            with ThreadPoolExecutor(min(len(jobs), torch.get_num_threads())) as pool:
+                deltas = list(pool.map(weigh, jobs))
         else:
-            deltas = [self._weighted_delta(base, tensor, p, w, mode, generator)
-                      for tensor, p, w in zip(tensors, per_model, weights)]
+            deltas = [weigh(job) for job in jobs]
         if shared["consensus"] is None:
             mixed = deltas[0]
             for delta in deltas[1:]:
