@@ -54,32 +54,42 @@ def config(tmp_path, tokenizer_dir, stdlib_texts):
     return path
 
 
+def lines(path):
+    return path.read_text().count("\n") if path.exists() else 0
+
+
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, config):
     ref = tmp_path / "ref"
     subprocess.run(train_cmd(config, ref), check=True, env=env(), capture_output=True)
     expected = rows(ref / "metrics.jsonl")
     assert len(expected) == 24
+    # one optimizer step's wall time in the reference run, to place kills inside a step
+    logged = [json.loads(r) for r in (ref / "metrics.jsonl").read_text().splitlines()]
+    step_s = sorted(r["tokens"] / r["tokens_per_s"] for r in logged)[len(logged) // 2]
 
+    # Kill at a random point of steps 1..20: wait for that step's metrics row, then a random
+    # fraction of a step more, so kills land mid-step and mid-checkpoint. Waiting on rows rather
+    # than on the clock keeps the test meaningful on a machine that trains 24 steps in a second.
     out = tmp_path / "killed"
+    metrics = out / "metrics.jsonl"
     rng = random.Random(0)
     kills = 0
-    for attempt in range(12):
+    for attempt in range(3):
         proc = subprocess.Popen(train_cmd(config, out, resume=attempt > 0), env=env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # wait until training is under way, then kill at a random moment
-        deadline = time.time() + 60
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 1:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-        else:
-            break
-        if kills >= 3:
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        target = rng.randint(lines(metrics) + 1, 20)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and lines(metrics) < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 2 * step_s))
+        if proc.poll() is not None:
+            err = proc.stderr.read()
+            pytest.fail(f"training ended before the kill (exit {proc.returncode}): {err[-2000:]}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        kills += 1
+        if lines(metrics) >= 18:
             break
     assert kills >= 1
     subprocess.run(train_cmd(config, out, resume=True), check=True, env=env(), capture_output=True)
