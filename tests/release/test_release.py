@@ -111,22 +111,25 @@ def _env():
 def test_killed_twice_and_resumed_releases_identical_chunks(tmp_path, release_recipe, release_dir):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "luminary", "pretrain", str(release_recipe), "--out", str(out)]
+    logged = read_metrics(release_dir / "metrics.jsonl")
+    step_s = sorted(r["tokens"] / r["tokens_per_s"] for r in logged)[len(logged) // 2]
+    metrics = out / "metrics.jsonl"
+    lines = lambda: metrics.read_text().count("\n") if metrics.exists() else 0  # noqa: E731
     rng = random.Random(3)
     kills = 0
-    for attempt in range(8):
+    for attempt in range(2):  # kill at a random step's row plus a random part of a step, by progress not clock
         proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), env=_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 90
-        while time.time() < deadline and proc.poll() is None and not (out / "metrics.jsonl").exists():
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.2, 1.2))
-        if proc.poll() is not None:
-            break
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        target = rng.randint(lines() + 1, 7)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and lines() < target:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, step_s))
+        assert proc.poll() is None, f"pretraining ended before the kill: {proc.stderr.read()[-2000:]}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stderr.close()
         kills += 1
-        if kills == 2:
-            break
     assert kills == 2
     subprocess.run(cmd + ["--resume"], env=_env(), check=True, capture_output=True)
     rel = make_release(out, tmp_path / "rel")
