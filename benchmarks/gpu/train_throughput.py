@@ -9,6 +9,11 @@ optimizer and batches; it also hashes every batch and logs every step).
 Prints a table and one JSON object: tokens/s and MFU of each, and the ratios.
 
     PYTHONPATH=src python benchmarks/gpu/train_throughput.py [--steps 10] [--only 124m]
+        [--variants hf_compiled,ours_compiled,ours_compiled_fused] [--micro-batch 16]
+
+The ``*_fused`` variants train through ``fused_cross_entropy`` (the output
+projection and the loss in token chunks, no whole logits tensor); ratios
+compare each with transformers in the same mode.
 
 MFU = (6·N + 12·L·d·T) · tokens/s / peak, N the parameters that take part in
 matrix products (all but the input embedding), peak 989 TFLOP/s (H100/H200
@@ -18,6 +23,7 @@ dense bf16).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -30,6 +36,7 @@ import torch
 
 from luminary.models import build_model
 from luminary.train import Deployer, OptimizerConfig, Trainer
+from luminary.train.fused_ce import fused_causal_lm_loss
 from luminary.train.losses import token_cross_entropy
 
 PEAK = 989e12
@@ -70,9 +77,11 @@ def run_hf(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> 
     return steps * batch * (SEQ + 1) / (time.perf_counter() - start)
 
 
-def lm_loss(model, batch, is_training):
-    logits = model(input_ids=batch["input_ids"]).logits
-    loss, count = token_cross_entropy(logits, batch["input_ids"])
+def lm_loss(model, batch, is_training, fused=False):
+    if fused:  # the output projection and loss in token chunks (luminary.train.fused_ce)
+        loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["input_ids"])
+    else:
+        loss, count = token_cross_entropy(model(input_ids=batch["input_ids"]).logits, batch["input_ids"])
     return {"loss": loss, "count": count}
 
 
@@ -80,11 +89,11 @@ def collate(examples):
     return {"input_ids": torch.as_tensor(np.stack(examples))}
 
 
-def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> float:
+def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool, fused: bool = False) -> float:
     with torch.device("cuda"):
         model = build_model(preset, VOCAB, seed=0)
     deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled)
-    trainer = Trainer(deployer, collate, lm_loss, model,
+    trainer = Trainer(deployer, collate, functools.partial(lm_loss, fused=fused), model,
                       OptimizerConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), max_grad_norm=1.0)
     stamps = {}
 
@@ -103,12 +112,24 @@ def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -
     return steps * batch * (SEQ + 1) / (time.perf_counter() - stamps["start"])
 
 
+VARIANTS = {
+    "hf_eager": functools.partial(run_hf, compiled=False),
+    "ours_eager": functools.partial(run_ours, compiled=False),
+    "hf_compiled": functools.partial(run_hf, compiled=True),
+    "ours_compiled": functools.partial(run_ours, compiled=True),
+    "ours_eager_fused": functools.partial(run_ours, compiled=False, fused=True),
+    "ours_compiled_fused": functools.partial(run_ours, compiled=True, fused=True),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", choices=list(CONFIGS), default=None)
-    parser.add_argument("--variants", default="hf_eager,ours_eager,hf_compiled,ours_compiled")
+    parser.add_argument("--variants", default="hf_eager,ours_eager,hf_compiled,ours_compiled",
+                        help=f"comma-separated, of: {','.join(VARIANTS)}")
+    parser.add_argument("--micro-batch", type=int, default=None, help="override both configs' micro-batch")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "seq_len": SEQ, "configs": {}}
@@ -120,13 +141,13 @@ def main() -> None:
         fpt = flops_per_token(probe)
         params = sum(p.numel() for p in probe.parameters())
         del probe
+        batch = args.micro_batch or batch
         row = {"params": params, "micro_batch": batch}
-        for label, fn, compiled in [("hf_eager", run_hf, False), ("ours_eager", run_ours, False),
-                                    ("hf_compiled", run_hf, True), ("ours_compiled", run_ours, True)]:
+        for label, fn in VARIANTS.items():
             if label not in args.variants.split(","):
                 continue
             try:
-                tps = fn(preset, batch, args.steps, args.warmup, compiled)
+                tps = fn(preset, batch, args.steps, args.warmup)
                 row[label] = {"tokens_per_s": round(tps), "mfu": round(tps * fpt / PEAK, 4)}
             except Exception as exc:  # report and go on: one failure must not lose the other numbers
                 row[label] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
@@ -134,8 +155,8 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch._dynamo.reset()
             print(name, label, row[label], flush=True)
-        for mode in ("eager", "compiled"):
-            ours, hf = row.get(f"ours_{mode}", {}), row.get(f"hf_{mode}", {})
+        for mode in ("eager", "compiled", "eager_fused", "compiled_fused"):
+            ours, hf = row.get(f"ours_{mode}", {}), row.get(f"hf_{mode.split('_')[0]}", {})
             if "tokens_per_s" in ours and "tokens_per_s" in hf:
                 row[f"ratio_{mode}"] = round(ours["tokens_per_s"] / hf["tokens_per_s"], 4)
         results["configs"][name] = row

@@ -67,6 +67,7 @@ class PretrainTrainConfig(Config):
     max_grad_norm: float | None = Field(1.0, gt=0)
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     compile: bool = False
+    fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
     tp_size: int = Field(1, ge=1)
 
 

@@ -27,6 +27,7 @@ from luminary.core.runs import read_metrics, write_run_json
 from luminary.data.prepare import PreparedData, check_lock, prepare
 from luminary.data.recipe import Recipe, check_recipe, phase_steps
 from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
+from luminary.train.fused_ce import check_unsharded, fused_causal_lm_loss
 from luminary.train.losses import IGNORE, token_cross_entropy
 from luminary.train.trainer import Callback
 
@@ -40,9 +41,12 @@ def pretrain_collate(examples: list[dict], fim_pad: int | None = None) -> dict[s
     return {"input_ids": ids, "labels": labels}
 
 
-def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool) -> dict[str, Any]:
-    logits = model(input_ids=batch["input_ids"]).logits
-    loss, count = token_cross_entropy(logits, batch["labels"])
+def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool,
+                  fused: bool = False) -> dict[str, Any]:
+    if fused:  # output projection and loss in token chunks: no full logits tensor
+        loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["labels"])
+    else:
+        loss, count = token_cross_entropy(model(input_ids=batch["input_ids"]).logits, batch["labels"])
     return {"loss": loss, "count": count}
 
 
@@ -122,6 +126,8 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise LuminaryError(f"{run_dir}: run folder exists; pass --resume to continue it or choose another --out")
     t = recipe.train
+    if t.fused_cross_entropy:
+        check_unsharded("train.fused_cross_entropy", t.tp_size)
     deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
                         tp_size=t.tp_size)
     if t.global_batch % (t.micro_batch * deployer.dp_size):
@@ -140,7 +146,8 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
         write_run_json(run_dir, dump_config(recipe), recipe.seed, {"recipe_file": str(recipe_path)})
     fim_pad = data.mixture.fim_tokens.pad if data.mixture.fim_tokens else None
     trainer = Trainer(
-        deployer, functools.partial(pretrain_collate, fim_pad=fim_pad), pretrain_loss, model,
+        deployer, functools.partial(pretrain_collate, fim_pad=fim_pad),
+        functools.partial(pretrain_loss, fused=t.fused_cross_entropy), model,
         optimizer=t.optimizer, lr_schedule=schedule,
         accumulate_grad_batches=t.global_batch // (t.micro_batch * deployer.dp_size),
         max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from luminary.core.config import Config, dump_config
 from luminary.core.errors import LuminaryError
+from luminary.train.fused_ce import check_unsharded
 from luminary.core.io import read_jsonl
 from luminary.core.runs import write_run_json
 from luminary.train.optim import OptimizerConfig
@@ -62,6 +63,7 @@ class FinetuneConfig(Config):
     seed: int = 0
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     compile: bool = False
+    fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
     tp_size: int = Field(1, ge=1)
     allow_pickle: bool = False
 
@@ -115,6 +117,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     from luminary.train import CheckpointPolicy, Deployer, Trainer, build_schedule
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
 
+    if config.fused_cross_entropy:
+        check_unsharded("fused_cross_entropy", config.tp_size)
     if out.exists() and any(out.iterdir()) and not resume:
         raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
     is_preset = config.model in PRESETS or config.model in FAMILIES
@@ -143,6 +147,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
 
         check_heads(model, config.tp_size)
     out.mkdir(parents=True, exist_ok=True)
+    if config.fused_cross_entropy:
+        check_unsharded("fused_cross_entropy", config.tp_size)
     deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
                         compile=config.compile, tp_size=config.tp_size)
     if deployer.is_main:
@@ -153,7 +159,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     schedule = build_schedule(config.schedule, total) if config.schedule else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     trainer = Trainer(
-        deployer, functools.partial(causal_lm_collate, pad_id=pad), causal_lm_loss, model,
+        deployer, functools.partial(causal_lm_collate, pad_id=pad),
+        functools.partial(causal_lm_loss, fused=config.fused_cross_entropy), model,
         optimizer=config.optimizer, lr_schedule=schedule,
         accumulate_grad_batches=t.accumulate_grad_batches, max_grad_norm=t.max_grad_norm, tokenizer=tokenizer,
     )

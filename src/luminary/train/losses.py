@@ -52,10 +52,20 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     return loss / count.clamp(min=1), count
 
 
-def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True) -> dict[str, Any]:
-    """``loss_fn`` for causal LMs: mean next-token loss over the batch's target tokens."""
+def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True,
+                   fused: bool = False) -> dict[str, Any]:
+    """``loss_fn`` for causal LMs: mean next-token loss over the batch's target tokens.
+
+    ``fused`` computes the output projection and the loss in token chunks
+    (``luminary.train.fused_ce``), never holding the whole logits tensor.
+    """
     mask = batch.get("attention_mask")
     kwargs = {} if mask is None or bool(mask.all()) else {"attention_mask": mask}
+    if fused:
+        from luminary.train.fused_ce import fused_causal_lm_loss
+
+        loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["labels"], **kwargs)
+        return {"loss": loss, "count": count}
     logits = model(input_ids=batch["input_ids"], **kwargs).logits
     loss, count = token_cross_entropy(logits, batch["labels"])
     return {"loss": loss, "count": count}
