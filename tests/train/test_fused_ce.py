@@ -199,3 +199,25 @@ def test_pretraining_with_the_fused_head_logs_the_same_losses(tmp_path, release_
     assert [r["batch_sha256"] for r in ours] == [r["batch_sha256"] for r in ref]
     assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in ref], rel=1e-4)
     assert [r["grad_norm"] for r in ours] == pytest.approx([r["grad_norm"] for r in ref], rel=1e-3)
+
+
+def test_a_model_that_rescales_its_logits_is_refused_and_ours_pass():
+    """Cohere and Granite change the logits after the projection: the fused head must not train them."""
+    from transformers import LlamaForCausalLM
+
+    from luminary.train.fused_ce import check_fusable
+
+    class RescaledLogits(LlamaForCausalLM):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits / 4.0
+            return out
+
+    plain = build_model("llama-debug", 64, seed=0)
+    check_fusable(plain)
+    check_fusable(build_model("crystal-debug", 64, seed=0))
+    rescaled = RescaledLogits(plain.config)
+    rescaled.train()
+    with pytest.raises(LuminaryError, match="fused_cross_entropy: RescaledLogits's logits are not"):
+        check_fusable(rescaled)
+    assert rescaled.training  # the probe leaves the mode as it found it

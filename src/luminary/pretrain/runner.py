@@ -27,7 +27,7 @@ from luminary.core.runs import read_metrics, write_run_json
 from luminary.data.prepare import PreparedData, check_lock, prepare
 from luminary.data.recipe import Recipe, check_recipe, phase_steps
 from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
-from luminary.train.fused_ce import check_unsharded, fused_causal_lm_loss
+from luminary.train.fused_ce import check_fusable, check_unsharded, fused_causal_lm_loss
 from luminary.train.losses import IGNORE, token_cross_entropy
 from luminary.train.trainer import Callback
 
@@ -136,6 +136,8 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     run_dir.mkdir(parents=True, exist_ok=True)
     data = _prepare_collectively(recipe, run_dir, deployer)
     model = build_pretrain_model(recipe, data.tokenizer, recipe.seed)
+    if t.fused_cross_entropy:
+        check_fusable(model, "train.fused_cross_entropy")
     steps = phase_steps(recipe)
     schedule = build_phased_schedule([p.schedule for p in recipe.phases], steps,
                                      [f"phases[{i}].schedule" for i in range(len(steps))])

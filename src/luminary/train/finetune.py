@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from luminary.core.config import Config, dump_config
 from luminary.core.errors import LuminaryError
-from luminary.train.fused_ce import check_unsharded
+from luminary.train.fused_ce import check_fusable, check_unsharded
 from luminary.core.io import read_jsonl
 from luminary.core.runs import write_run_json
 from luminary.train.optim import OptimizerConfig
@@ -135,6 +135,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     vocab = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > vocab:
         raise LuminaryError(f"tokenizer: {len(tokenizer)} tokens do not fit the model's vocabulary of {vocab}")
+    if config.fused_cross_entropy:
+        check_fusable(model)
     blocks = pack_blocks(read_documents(config.data), tokenizer, config.data.seq_len)
     n_eval = int(len(blocks) * config.data.eval_fraction)
     rng = np.random.default_rng(config.seed)

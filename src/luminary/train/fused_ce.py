@@ -117,19 +117,43 @@ def check_unsharded(field: str, tp_size: int) -> None:
         raise LuminaryError(f"{field}: not supported with tp_size > 1 or under torchrun yet; set it to false")
 
 
-def _output_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor, float]:
+def _output_head(model: torch.nn.Module,
+                 field: str = "fused_cross_entropy") -> tuple[torch.nn.Module, torch.Tensor, float]:
     """The decoder body, the output projection's weight, and the logit multiplier."""
     config = model.config
     if getattr(config, "final_logit_softcapping", None):
-        raise LuminaryError(f"fused_cross_entropy: {config.model_type} soft-caps its logits; set it to false")
+        raise LuminaryError(f"{field}: {config.model_type} soft-caps its logits; set it to false")
     head = model.get_output_embeddings()
     body = getattr(model, getattr(model, "base_model_prefix", "model"), None)
     if head is None or body is None or getattr(head, "bias", None) is not None:
-        raise LuminaryError(f"fused_cross_entropy: {type(model).__name__} has no bias-free output head to fuse")
+        raise LuminaryError(f"{field}: {type(model).__name__} has no bias-free output head to fuse")
     if type(head.weight).__name__ == "DTensor":
-        raise LuminaryError("fused_cross_entropy: not supported on a sharded model (tp_size > 1 or torchrun); "
-                            "set it to false")
+        raise LuminaryError(f"{field}: not supported on a sharded model (tp_size > 1 or torchrun); set it to false")
     return body, head.weight, float(getattr(config, "output_logits_scale", 1.0))
+
+
+def check_fusable(model: torch.nn.Module, field: str = "fused_cross_entropy") -> None:
+    """Refuse a model whose logits are not ``scale · body(x) @ Wᵀ``.
+
+    Some causal LMs change the logits after the output projection (Cohere
+    multiplies them by ``logit_scale``, Granite divides by ``logits_scaling``);
+    the fused head would silently train them on another loss. A forward pass
+    over eight tokens, both ways, decides.
+    """
+    body, weight, scale = _output_head(model, field)
+    vocab = weight.shape[0]
+    ids = (torch.arange(8, device=weight.device) * 7919 % vocab)[None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ref = model(input_ids=ids).logits.float()
+            ours = (body(input_ids=ids).last_hidden_state @ weight.t()).float() * scale
+    finally:
+        model.train(was_training)
+    if ours.shape != ref.shape or not torch.allclose(ours, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())):
+        raise LuminaryError(f"{field}: {type(model).__name__}'s logits are not its output projection of the "
+                            "last hidden state times a constant; set it to false")
 
 
 def fused_causal_lm_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
