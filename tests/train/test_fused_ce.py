@@ -130,11 +130,15 @@ def test_trainer_steps_with_the_fused_loss_match_the_unfused_ones():
 
 
 def test_compiled_fused_loss_has_no_graph_break_and_matches():
+    """Also with activation checkpointing, the other memory lever: both trace into one graph."""
     import torch._dynamo
+
+    from luminary.train.recompute import apply_activation_checkpointing
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     model = build_model("llama-debug", 64, seed=0)
+    apply_activation_checkpointing(model)
     ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(3))
     compiled = torch.compile(lambda m, x: fused_causal_lm_loss(m, x, x, chunk=8)[0])
     loss = compiled(model, ids)

@@ -68,6 +68,7 @@ class PretrainTrainConfig(Config):
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     compile: bool = False
     fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
+    activation_checkpointing: bool = Field(False, description="recompute each block in backward")
     tp_size: int = Field(1, ge=1)
 
 

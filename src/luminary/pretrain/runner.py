@@ -46,7 +46,8 @@ def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_tra
     if fused:  # output projection and loss in token chunks: no full logits tensor
         loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["labels"])
     else:
-        loss, count = token_cross_entropy(model(input_ids=batch["input_ids"]).logits, batch["labels"])
+        logits = model(input_ids=batch["input_ids"], use_cache=False).logits
+        loss, count = token_cross_entropy(logits, batch["labels"])
     return {"loss": loss, "count": count}
 
 
@@ -129,7 +130,7 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     if t.fused_cross_entropy:
         check_unsharded("train.fused_cross_entropy", t.tp_size)
     deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
-                        tp_size=t.tp_size)
+                        tp_size=t.tp_size, activation_checkpointing=t.activation_checkpointing)
     if t.global_batch % (t.micro_batch * deployer.dp_size):
         raise LuminaryError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch × "
                             f"data-parallel ranks ({t.micro_batch} × {deployer.dp_size})")

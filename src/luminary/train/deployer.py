@@ -47,6 +47,8 @@ class Deployer:
         device: ``cpu``, ``cuda``, ...; default: CUDA when available.
         mixed_precision: ``auto`` (bf16 autocast where the device supports it), ``bf16`` or ``no``.
         compile: wrap the model with ``torch.compile``.
+        activation_checkpointing: recompute each block in backward instead of keeping its
+            activations (``luminary.train.recompute``).
         tp_size: tensor-parallel degree; the rest of the world is data parallel.
     """
 
@@ -58,12 +60,14 @@ class Deployer:
         mixed_precision: Literal["auto", "bf16", "no"] = "auto",
         compile: bool = False,
         tp_size: int = 1,
+        activation_checkpointing: bool = False,
         verbose: bool = True,
         parallel_overrides: dict[str, str] | None = None,
     ):
         self.workdir = Path(workdir) if workdir is not None else None
         self.seed = seed
         self.compile = compile
+        self.activation_checkpointing = activation_checkpointing
         self.verbose = verbose
         self.tp_size = tp_size
         self.parallel_overrides = parallel_overrides or {}
@@ -111,7 +115,11 @@ class Deployer:
 
     # --- model -----------------------------------------------------------------
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move to the device; under a mesh apply TP then FSDP2; then compile."""
+        """Checkpoint activations; move to the device; under a mesh apply TP then FSDP2; then compile."""
+        if self.activation_checkpointing:
+            from luminary.train.recompute import apply_activation_checkpointing
+
+            apply_activation_checkpointing(model)
         if self.distributed:
             from luminary.parallel.apply import parallelize
 

@@ -64,6 +64,7 @@ class FinetuneConfig(Config):
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     compile: bool = False
     fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
+    activation_checkpointing: bool = Field(False, description="recompute each block in backward")
     tp_size: int = Field(1, ge=1)
     allow_pickle: bool = False
 
@@ -152,7 +153,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     if config.fused_cross_entropy:
         check_unsharded("fused_cross_entropy", config.tp_size)
     deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
-                        compile=config.compile, tp_size=config.tp_size)
+                        compile=config.compile, tp_size=config.tp_size,
+                        activation_checkpointing=config.activation_checkpointing)
     if deployer.is_main:
         write_run_json(out, dump_config(config), config.seed)
     t = config.train

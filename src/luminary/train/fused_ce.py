@@ -27,6 +27,7 @@ import os
 import torch
 
 from luminary.core.errors import LuminaryError
+from luminary.train.losses import shift_labels
 
 IGNORE = -100
 LOGITS_PER_CHUNK = 1 << 25  # float32 elements in one chunk's logits: 128 MiB
@@ -166,8 +167,8 @@ def fused_causal_lm_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels
     """
     body, weight, scale = _output_head(model)
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
-    hidden = body(input_ids=input_ids, **kwargs).last_hidden_state
-    targets = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
+    hidden = body(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
+    targets = shift_labels(labels)
     count = (targets != IGNORE).sum()
     loss = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1), scale, chunk)
     return loss / count.clamp(min=1), count

@@ -43,13 +43,20 @@ def causal_lm_collate(examples: list[Any], pad_id: int = 0) -> dict[str, torch.T
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of position t predicting label t+1, and the target count.
 
-    logits: (B, T, V); labels: (B, T) with ``-100`` for no target.
+    logits: (B, T, V); labels: (B, T) with ``-100`` for no target. The labels
+    are shifted rather than the logits: the last position gets no target, so
+    the (B·T, V) logits are used as they lie, with no copy of ``logits[:, :-1]``.
     """
-    targets = labels[:, 1:]
-    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    targets = shift_labels(labels)
     count = (targets != IGNORE).sum()
+    flat = logits.reshape(-1, logits.shape[-1]).float()
     loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
     return loss / count.clamp(min=1), count
+
+
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Position t's target is label t+1; the last position has none (``-100``)."""
+    return torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
 
 
 def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True,
@@ -66,6 +73,6 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_tr
 
         loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["labels"], **kwargs)
         return {"loss": loss, "count": count}
-    logits = model(input_ids=batch["input_ids"], **kwargs).logits
+    logits = model(input_ids=batch["input_ids"], use_cache=False, **kwargs).logits
     loss, count = token_cross_entropy(logits, batch["labels"])
     return {"loss": loss, "count": count}
