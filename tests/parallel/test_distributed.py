@@ -62,7 +62,7 @@ def rows(run: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def four(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dp2tp2")
-    torchrun(4, out, "parity:2", "moe:save", "fit:2", "reshard:4,1")
+    torchrun(4, out, "parity:2", "moe:save", "fit:2", "fit_ac:2", "reshard:4,1")
     return out
 
 
@@ -120,6 +120,15 @@ def test_fit_and_predict_under_torchrun_match_one_process(four, reference):
     records, preds = reference
     assert_same_run(rows(four / "run"), records)
     assert json.loads((four / "preds.json").read_text()) == pytest.approx(preds, rel=TOL)
+
+
+def test_activation_checkpointing_under_dp2_tp2_logs_the_same_run(four, reference):
+    """Checkpointed blocks, then TP, then FSDP2 (torchtitan's order): the same numbers as without."""
+    got, want = rows(four / "run_ac"), rows(four / "run")
+    assert len(got) == len(want) == tf.STEPS
+    same = ("step", "batch_sha256", "tokens", "lr", "loss", "grad_norm")
+    assert [[g[k] for k in same] for g in got] == [[w[k] for k in same] for w in want]
+    assert_same_run(got, reference[0])
 
 
 def test_checkpoint_is_a_hugging_face_folder_with_shards(four):

@@ -1,7 +1,7 @@
 """Jobs the multi-process tests run under torchrun (each rank runs this file).
 
     python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py \
-        OUT parity:2 moe:save fit:2 reshard:4,1
+        OUT parity:2 moe:save fit:2 fit_ac:2 reshard:4,1
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py \
         OUT parity:2 moe:load:DIR resume:2:RUN killsave:2
 
@@ -72,6 +72,12 @@ def fit(tp: str) -> None:
     write("digests_saved.json", tf.full_digests(trainer.model, trainer.optimizer))
 
 
+def fit_ac(tp: str) -> None:
+    """The same fine-tune with activation checkpointing (applied before TP and FSDP2)."""
+    trainer, per_device = tf.make_trainer(OUT / "run_ac", tp_size=int(tp), activation_checkpointing=True)
+    trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(at_end=False))
+
+
 def reshard(tps: str) -> None:
     """Load the last checkpoint of ``fit`` into other meshes of the same world."""
     folder = OUT / "run" / "checkpoints" / f"step_{tf.STEPS:06d}"
@@ -131,7 +137,7 @@ def moe(action: str, folder: str = "") -> None:
         write("moe_loaded.json", tf.full_digests(model, optimizer))
 
 
-JOBS = {"parity": parity, "fit": fit, "reshard": reshard, "resume": resume, "killsave": killsave, "moe": moe}
+JOBS = {"parity": parity, "fit": fit, "fit_ac": fit_ac, "reshard": reshard, "resume": resume, "killsave": killsave, "moe": moe}
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:
