@@ -12,8 +12,9 @@ Prints a table and one JSON object: tokens/s and MFU of each, and the ratios.
         [--variants hf_compiled,ours_compiled,ours_compiled_fused] [--micro-batch 16]
 
 The ``*_fused`` variants train through ``fused_cross_entropy`` (the output
-projection and the loss in token chunks, no whole logits tensor); ratios
-compare each with transformers in the same mode.
+projection and the loss in token chunks, no whole logits tensor), ``*_fp8``
+also with the blocks' linear layers in float8 (``luminary.train.float8``);
+ratios compare each with transformers in the same mode (bf16 for fp8).
 
 MFU = (6·N + 12·L·d·T) · tokens/s / peak, N the parameters that take part in
 matrix products (all but the input embedding), peak 989 TFLOP/s (H100/H200
@@ -89,10 +90,11 @@ def collate(examples):
     return {"input_ids": torch.as_tensor(np.stack(examples))}
 
 
-def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool, fused: bool = False) -> float:
+def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool, fused: bool = False,
+             float8: bool = False) -> float:
     with torch.device("cuda"):
         model = build_model(preset, VOCAB, seed=0)
-    deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled)
+    deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled, float8=float8)
     trainer = Trainer(deployer, collate, functools.partial(lm_loss, fused=fused), model,
                       OptimizerConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), max_grad_norm=1.0)
     stamps = {}
@@ -119,6 +121,7 @@ VARIANTS = {
     "ours_compiled": functools.partial(run_ours, compiled=True),
     "ours_eager_fused": functools.partial(run_ours, compiled=False, fused=True),
     "ours_compiled_fused": functools.partial(run_ours, compiled=True, fused=True),
+    "ours_compiled_fused_fp8": functools.partial(run_ours, compiled=True, fused=True, float8=True),
 }
 
 
@@ -155,7 +158,7 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch._dynamo.reset()
             print(name, label, row[label], flush=True)
-        for mode in ("eager", "compiled", "eager_fused", "compiled_fused"):
+        for mode in ("eager", "compiled", "eager_fused", "compiled_fused", "compiled_fused_fp8"):
             ours, hf = row.get(f"ours_{mode}", {}), row.get(f"hf_{mode.split('_')[0]}", {})
             if "tokens_per_s" in ours and "tokens_per_s" in hf:
                 row[f"ratio_{mode}"] = round(ours["tokens_per_s"] / hf["tokens_per_s"], 4)

@@ -49,6 +49,8 @@ class Deployer:
         compile: wrap the model with ``torch.compile``.
         activation_checkpointing: recompute each block in backward instead of keeping its
             activations (``luminary.train.recompute``).
+        float8: the blocks' linear layers multiply in float8 while training (``luminary.train.float8``);
+            one process only.
         tp_size: tensor-parallel degree; the rest of the world is data parallel.
     """
 
@@ -61,6 +63,7 @@ class Deployer:
         compile: bool = False,
         tp_size: int = 1,
         activation_checkpointing: bool = False,
+        float8: bool = False,
         verbose: bool = True,
         parallel_overrides: dict[str, str] | None = None,
     ):
@@ -68,6 +71,7 @@ class Deployer:
         self.seed = seed
         self.compile = compile
         self.activation_checkpointing = activation_checkpointing
+        self.float8 = float8
         self.verbose = verbose
         self.tp_size = tp_size
         self.parallel_overrides = parallel_overrides or {}
@@ -116,6 +120,12 @@ class Deployer:
     # --- model -----------------------------------------------------------------
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Checkpoint activations; move to the device; under a mesh apply TP then FSDP2; then compile."""
+        if self.float8:
+            if self.distributed:
+                raise LuminaryError("float8: not supported with tp_size > 1 or under torchrun yet; set it to false")
+            from luminary.train.float8 import convert_to_float8
+
+            convert_to_float8(model, self.device)
         if self.activation_checkpointing:
             from luminary.train.recompute import apply_activation_checkpointing
 

@@ -65,6 +65,7 @@ class FinetuneConfig(Config):
     compile: bool = False
     fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
     activation_checkpointing: bool = Field(False, description="recompute each block in backward")
+    float8: bool = Field(False, description="the blocks' linear layers multiply in float8 (one process, sm89+)")
     tp_size: int = Field(1, ge=1)
     allow_pickle: bool = False
 
@@ -120,6 +121,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
 
     if config.fused_cross_entropy:
         check_unsharded("fused_cross_entropy", config.tp_size)
+    if config.float8:
+        check_unsharded("float8", config.tp_size)
     if out.exists() and any(out.iterdir()) and not resume:
         raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
     is_preset = config.model in PRESETS or config.model in FAMILIES
@@ -152,9 +155,11 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     out.mkdir(parents=True, exist_ok=True)
     if config.fused_cross_entropy:
         check_unsharded("fused_cross_entropy", config.tp_size)
+    if config.float8:
+        check_unsharded("float8", config.tp_size)
     deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
                         compile=config.compile, tp_size=config.tp_size,
-                        activation_checkpointing=config.activation_checkpointing)
+                        activation_checkpointing=config.activation_checkpointing, float8=config.float8)
     if deployer.is_main:
         write_run_json(out, dump_config(config), config.seed)
     t = config.train
