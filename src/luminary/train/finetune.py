@@ -15,9 +15,9 @@ from pydantic import Field, model_validator
 
 from luminary.core.config import Config, dump_config
 from luminary.core.errors import LuminaryError
-from luminary.train.fused_ce import check_fusable, check_unsharded
 from luminary.core.io import read_jsonl
 from luminary.core.runs import write_run_json
+from luminary.train.fused_ce import check_fusable, check_unsharded
 from luminary.train.optim import OptimizerConfig
 from luminary.train.schedules import ScheduleConfig
 
@@ -153,10 +153,6 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
 
         check_heads(model, config.tp_size)
     out.mkdir(parents=True, exist_ok=True)
-    if config.fused_cross_entropy:
-        check_unsharded("fused_cross_entropy", config.tp_size)
-    if config.float8:
-        check_unsharded("float8", config.tp_size)
     deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
                         compile=config.compile, tp_size=config.tp_size,
                         activation_checkpointing=config.activation_checkpointing, float8=config.float8)

@@ -27,9 +27,8 @@ import os
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.train.losses import shift_labels
+from luminary.train.losses import IGNORE, shift_labels
 
-IGNORE = -100
 LOGITS_PER_CHUNK = 1 << 25  # float32 elements in one chunk's logits: 128 MiB
 
 
