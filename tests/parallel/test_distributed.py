@@ -72,7 +72,8 @@ def two(four, tmp_path_factory) -> Path:
     run = out / "resumed"
     shutil.copytree(four / "run", run)
     shutil.rmtree(run / "checkpoints" / f"step_{tf.STEPS:06d}")  # the latest is now step 2
-    torchrun(2, out, "parity:2", f"moe:load:{four / 'moe'}", f"resume:2:{run}", "killsave:2", kill_on="WRITING")
+    torchrun(2, out, "parity:2", f"moe:load:{four / 'moe'}", f"resume:2:{run}", "fit_fp8:1", "killsave:2",
+             kill_on="WRITING")
     return out
 
 
@@ -129,6 +130,17 @@ def test_activation_checkpointing_under_dp2_tp2_logs_the_same_run(four, referenc
     same = ("step", "batch_sha256", "tokens", "lr", "loss", "grad_norm")
     assert [[g[k] for k in same] for g in got] == [[w[k] for k in same] for w in want]
     assert_same_run(got, reference[0])
+
+
+def test_float8_under_fsdp2_dp2_follows_one_process(two):
+    """dp 2 (FSDP2) with float8 blocks against one process with float8: the same batches, and losses
+    within float8's noise (each rank scales its own micro-batch, so the casts differ)."""
+    trainer, per_device = tf.make_trainer(None, float8=True)
+    want = trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS)
+    got = rows(two / "run_fp8")
+    assert [g["batch_sha256"] for g in got] == [w["batch_sha256"] for w in want]
+    assert [g["loss"] for g in got] == pytest.approx([w["loss"] for w in want], rel=1e-3)  # measured: 2e-5
+    assert [g["grad_norm"] for g in got] == pytest.approx([w["grad_norm"] for w in want], rel=1e-3)
 
 
 def test_checkpoint_is_a_hugging_face_folder_with_shards(four):

@@ -88,14 +88,15 @@ def pred_fn(model, batch):
     return nll.mean(-1)
 
 
-def make_trainer(workdir, tp_size: int = 1, model_seed: int = 0, dp_size: int = 1, activation_checkpointing=False):
+def make_trainer(workdir, tp_size: int = 1, model_seed: int = 0, dp_size: int = 1, activation_checkpointing=False,
+                 float8=False):
     """crystal-debug, AdamW, clipping, global batch 8 = per_device × 2 (accumulation) × dp."""
     from luminary.models import build_model
     from luminary.train import Deployer, OptimizerConfig, Trainer
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
 
     deployer = Deployer(workdir=workdir, seed=0, mixed_precision="no", tp_size=tp_size, verbose=False,
-                        activation_checkpointing=activation_checkpointing)
+                        activation_checkpointing=activation_checkpointing, float8=float8)
     model = build_model("crystal-debug", VOCAB, seed=model_seed)
     trainer = Trainer(deployer, causal_lm_collate, causal_lm_loss, model, OptimizerConfig(lr=3e-3, weight_decay=0.1),
                       accumulate_grad_batches=2, max_grad_norm=1.0)

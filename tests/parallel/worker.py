@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py \
         OUT parity:2 moe:save fit:2 fit_ac:2 reshard:4,1
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py \
-        OUT parity:2 moe:load:DIR resume:2:RUN killsave:2
+        OUT parity:2 moe:load:DIR resume:2:RUN fit_fp8:1 killsave:2
 
 Several checks share one launch (starting processes is the slow part). Rank 0
 writes what it measured as JSON under OUT; the tests compare it with one process.
@@ -78,6 +78,12 @@ def fit_ac(tp: str) -> None:
     trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(at_end=False))
 
 
+def fit_fp8(tp: str) -> None:
+    """The same fine-tune with float8 block products (FSDP2 all-gathers, then the cast)."""
+    trainer, per_device = tf.make_trainer(OUT / "run_fp8", tp_size=int(tp), float8=True)
+    trainer.fit(tf.fit_examples(), per_device, max_steps=tf.STEPS, checkpoint=CheckpointPolicy(at_end=False))
+
+
 def reshard(tps: str) -> None:
     """Load the last checkpoint of ``fit`` into other meshes of the same world."""
     folder = OUT / "run" / "checkpoints" / f"step_{tf.STEPS:06d}"
@@ -137,7 +143,8 @@ def moe(action: str, folder: str = "") -> None:
         write("moe_loaded.json", tf.full_digests(model, optimizer))
 
 
-JOBS = {"parity": parity, "fit": fit, "fit_ac": fit_ac, "reshard": reshard, "resume": resume, "killsave": killsave, "moe": moe}
+JOBS = {"parity": parity, "fit": fit, "fit_ac": fit_ac, "fit_fp8": fit_fp8, "reshard": reshard, "resume": resume,
+        "killsave": killsave, "moe": moe}
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:

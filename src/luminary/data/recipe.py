@@ -69,7 +69,7 @@ class PretrainTrainConfig(Config):
     compile: bool = False
     fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
     activation_checkpointing: bool = Field(False, description="recompute each block in backward")
-    float8: bool = Field(False, description="the blocks' linear layers multiply in float8 (one process, sm89+)")
+    float8: bool = Field(False, description="the blocks' linear layers multiply in float8 (sm89+; tp_size 1)")
     tp_size: int = Field(1, ge=1)
 
 

@@ -50,7 +50,7 @@ class Deployer:
         activation_checkpointing: recompute each block in backward instead of keeping its
             activations (``luminary.train.recompute``).
         float8: the blocks' linear layers multiply in float8 while training (``luminary.train.float8``);
-            one process only.
+            not with tensor parallelism.
         tp_size: tensor-parallel degree; the rest of the world is data parallel.
     """
 
@@ -121,8 +121,8 @@ class Deployer:
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Checkpoint activations; move to the device; under a mesh apply TP then FSDP2; then compile."""
         if self.float8:
-            if self.distributed:
-                raise LuminaryError("float8: not supported with tp_size > 1 or under torchrun yet; set it to false")
+            if self.tp_size > 1:
+                raise LuminaryError("float8: not supported with tp_size > 1 yet; set it to false")
             from luminary.train.float8 import convert_to_float8
 
             convert_to_float8(model, self.device)
