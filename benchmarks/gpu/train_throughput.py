@@ -37,8 +37,7 @@ import torch
 
 from luminary.models import build_model
 from luminary.train import Deployer, OptimizerConfig, Trainer
-from luminary.train.fused_ce import fused_causal_lm_loss
-from luminary.train.losses import token_cross_entropy
+from luminary.train.losses import causal_lm_loss
 
 PEAK = 989e12
 VOCAB, SEQ = 32000, 2048
@@ -78,16 +77,9 @@ def run_hf(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> 
     return steps * batch * (SEQ + 1) / (time.perf_counter() - start)
 
 
-def lm_loss(model, batch, is_training, fused=False):
-    if fused:  # the output projection and loss in token chunks (luminary.train.fused_ce)
-        loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["input_ids"])
-    else:
-        loss, count = token_cross_entropy(model(input_ids=batch["input_ids"]).logits, batch["input_ids"])
-    return {"loss": loss, "count": count}
-
-
 def collate(examples):
-    return {"input_ids": torch.as_tensor(np.stack(examples))}
+    ids = torch.as_tensor(np.stack(examples))
+    return {"input_ids": ids, "labels": ids}
 
 
 def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool, fused: bool = False,
@@ -95,7 +87,7 @@ def run_ours(preset: str, batch: int, steps: int, warmup: int, compiled: bool, f
     with torch.device("cuda"):
         model = build_model(preset, VOCAB, seed=0)
     deployer = Deployer(seed=0, device="cuda", mixed_precision="bf16", compile=compiled, float8=float8)
-    trainer = Trainer(deployer, collate, functools.partial(lm_loss, fused=fused), model,
+    trainer = Trainer(deployer, collate, functools.partial(causal_lm_loss, fused=fused), model,
                       OptimizerConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), max_grad_norm=1.0)
     stamps = {}
 

@@ -13,6 +13,8 @@ from luminary.train import Deployer, OptimizerConfig, Trainer
 from luminary.train.fused_ce import chunk_tokens, fused_causal_lm_loss, linear_cross_entropy
 from luminary.train.losses import causal_lm_collate, causal_lm_loss, token_cross_entropy
 
+from tests.train.helpers import pretrain_with
+
 
 def by_hand(h, w, y, scale):
     """Σ_i [log Σ_v exp(s·h_i·w_v) − s·h_i·w_{y_i}] over targets that are not -100, written out."""
@@ -189,16 +191,9 @@ def test_hidden_and_weight_that_do_not_multiply_are_refused():
 
 def test_pretraining_with_the_fused_head_logs_the_same_losses(tmp_path, release_recipe, run_dir):
     """The Crystal recipe (μP logit multiplier, tied embeddings, FIM padding ignored in phase 2)."""
-    import yaml
-
     from luminary.core.runs import read_metrics
-    from luminary.pretrain.runner import pretrain
 
-    recipe = yaml.safe_load(release_recipe.read_text())
-    recipe["train"]["fused_cross_entropy"] = True
-    path = tmp_path / "fused.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    ours = read_metrics(pretrain(path, tmp_path / "run").run_dir / "metrics.jsonl")
+    ours = pretrain_with(release_recipe, tmp_path, fused_cross_entropy=True)
     ref = read_metrics(run_dir / "metrics.jsonl")
     assert [r["batch_sha256"] for r in ours] == [r["batch_sha256"] for r in ref]
     assert [r["loss"] for r in ours] == pytest.approx([r["loss"] for r in ref], rel=1e-4)

@@ -13,6 +13,8 @@ from luminary.train import Deployer, OptimizerConfig, Trainer
 from luminary.train.losses import causal_lm_collate, causal_lm_loss
 from luminary.train.recompute import apply_activation_checkpointing, is_checkpointed
 
+from tests.train.helpers import pretrain_with
+
 
 def fit(preset, checkpointing, workdir=None):
     rng = np.random.default_rng(0)
@@ -114,15 +116,8 @@ def test_a_model_without_blocks_is_refused():
 
 
 def test_pretraining_with_checkpointing_logs_the_same_numbers(tmp_path, release_recipe, run_dir):
-    import yaml
-
     from luminary.core.runs import read_metrics
-    from luminary.pretrain.runner import pretrain
 
-    recipe = yaml.safe_load(release_recipe.read_text())
-    recipe["train"]["activation_checkpointing"] = True
-    path = tmp_path / "ac.yaml"
-    path.write_text(yaml.safe_dump(recipe))
     keys = ("step", "loss", "grad_norm", "lr", "batch_sha256")
-    ours = [[r[k] for k in keys] for r in read_metrics(pretrain(path, tmp_path / "run").run_dir / "metrics.jsonl")]
+    ours = [[r[k] for k in keys] for r in pretrain_with(release_recipe, tmp_path, activation_checkpointing=True)]
     assert ours == [[r[k] for k in keys] for r in read_metrics(run_dir / "metrics.jsonl")]

@@ -16,7 +16,6 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +26,8 @@ from luminary.core.runs import read_metrics, write_run_json
 from luminary.data.prepare import PreparedData, check_lock, prepare
 from luminary.data.recipe import Recipe, check_recipe, phase_steps
 from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
-from luminary.train.fused_ce import check_fusable, check_unsharded, fused_causal_lm_loss
-from luminary.train.losses import IGNORE, token_cross_entropy
+from luminary.train.fused_ce import check_fusable, check_unsharded
+from luminary.train.losses import IGNORE, causal_lm_loss
 from luminary.train.trainer import Callback
 
 
@@ -39,16 +38,6 @@ def pretrain_collate(examples: list[dict], fim_pad: int | None = None) -> dict[s
     if fim_pad is not None:
         labels[labels == fim_pad] = IGNORE
     return {"input_ids": ids, "labels": labels}
-
-
-def pretrain_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool,
-                  fused: bool = False) -> dict[str, Any]:
-    if fused:  # output projection and loss in token chunks: no full logits tensor
-        loss, count = fused_causal_lm_loss(model, batch["input_ids"], batch["labels"])
-    else:
-        logits = model(input_ids=batch["input_ids"], use_cache=False).logits
-        loss, count = token_cross_entropy(logits, batch["labels"])
-    return {"loss": loss, "count": count}
 
 
 def checkpoint_steps(recipe: Recipe, total: int, boundaries: list[int]) -> list[int]:
@@ -129,8 +118,6 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     t = recipe.train
     if t.fused_cross_entropy:
         check_unsharded("train.fused_cross_entropy", t.tp_size)
-    if t.float8 and t.tp_size > 1:
-        raise LuminaryError("train.float8: not supported with tp_size > 1 yet; set it to false")
     deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
                         tp_size=t.tp_size, activation_checkpointing=t.activation_checkpointing, float8=t.float8)
     if t.global_batch % (t.micro_batch * deployer.dp_size):
@@ -152,7 +139,7 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     fim_pad = data.mixture.fim_tokens.pad if data.mixture.fim_tokens else None
     trainer = Trainer(
         deployer, functools.partial(pretrain_collate, fim_pad=fim_pad),
-        functools.partial(pretrain_loss, fused=t.fused_cross_entropy), model,
+        functools.partial(causal_lm_loss, fused=t.fused_cross_entropy), model,
         optimizer=t.optimizer, lr_schedule=schedule,
         accumulate_grad_batches=t.global_batch // (t.micro_batch * deployer.dp_size),
         max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,

@@ -75,6 +75,8 @@ class Deployer:
         self.verbose = verbose
         self.tp_size = tp_size
         self.parallel_overrides = parallel_overrides or {}
+        if float8 and tp_size > 1:  # before the mesh: the limit is the config's, whatever the world
+            raise LuminaryError("float8: not supported with tp_size > 1 yet; set it to false")
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -121,8 +123,6 @@ class Deployer:
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Checkpoint activations; move to the device; under a mesh apply TP then FSDP2; then compile."""
         if self.float8:
-            if self.tp_size > 1:
-                raise LuminaryError("float8: not supported with tp_size > 1 yet; set it to false")
             from luminary.train.float8 import convert_to_float8
 
             convert_to_float8(model, self.device)

@@ -121,8 +121,6 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
 
     if config.fused_cross_entropy:
         check_unsharded("fused_cross_entropy", config.tp_size)
-    if config.float8 and config.tp_size > 1:
-        raise LuminaryError("float8: not supported with tp_size > 1 yet; set it to false")
     if out.exists() and any(out.iterdir()) and not resume:
         raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
     is_preset = config.model in PRESETS or config.model in FAMILIES

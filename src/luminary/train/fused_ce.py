@@ -56,25 +56,33 @@ def _chunk_loss_and_grad(h, weight, targets, scale, want_grad):
     return loss, g
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, scale, chunk):
-        ctx.weight_dtype = weight.dtype
-        n = hidden.shape[0]
-        grad_h = torch.empty_like(hidden) if hidden.requires_grad else None
-        acc = torch.promote_types(weight.dtype, torch.float32)  # float32 at least, float64 stays
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if weight.requires_grad else None
-        total = torch.zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
-        for start in range(0, n, chunk):
-            h = hidden[start : start + chunk]
-            loss, g = _chunk_loss_and_grad(h, weight, targets[start : start + chunk], scale, True)
-            total += loss
-            device = g.device.type
-            g = g.to(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype)
+def _over_chunks(hidden, weight, targets, scale, chunk, grad_h=None, grad_w=None) -> torch.Tensor:
+    """The summed loss, chunk by chunk; fills ``grad_h`` and adds into ``grad_w`` where given."""
+    total = torch.zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
+    want_grad = grad_h is not None or grad_w is not None
+    device = hidden.device.type  # the gradient products run in the autocast dtype, as lm_head's would
+    product_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    for start in range(0, hidden.shape[0], chunk):
+        h = hidden[start : start + chunk]
+        loss, g = _chunk_loss_and_grad(h, weight, targets[start : start + chunk], scale, want_grad)
+        total += loss
+        if want_grad:
+            g = g.to(product_dtype)
             if grad_h is not None:
                 grad_h[start : start + chunk] = g @ weight
             if grad_w is not None:
                 grad_w += g.t() @ h
+    return total
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, scale, chunk):
+        ctx.weight_dtype = weight.dtype
+        grad_h = torch.empty_like(hidden) if hidden.requires_grad else None
+        acc = torch.promote_types(weight.dtype, torch.float32)  # float32 at least, float64 stays
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if weight.requires_grad else None
+        total = _over_chunks(hidden, weight, targets, scale, chunk, grad_h, grad_w)
         ctx.save_for_backward(grad_h, grad_w)
         return total
 
@@ -104,11 +112,7 @@ def linear_cross_entropy(
     chunk = chunk or chunk_tokens(hidden.shape[0], weight.shape[0])
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(hidden, weight, targets, float(scale), chunk)
-    total = torch.zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
-    for start in range(0, hidden.shape[0], chunk):
-        total += _chunk_loss_and_grad(hidden[start : start + chunk], weight, targets[start : start + chunk],
-                                      scale, False)[0]
-    return total
+    return _over_chunks(hidden, weight, targets, scale, chunk)  # evaluation: no gradient buffers
 
 
 def check_unsharded(field: str, tp_size: int) -> None:
