@@ -29,6 +29,23 @@ def test_help_lists_the_commands():
 
 
 
+def test_bare_group_shows_its_help():
+    out = run("merge")
+    assert out.returncode == 0 and "Usage: luminary merge" in out.stdout and "search" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["merge", "run", "cfg.yaml"], ["luminary merge run", "--out", "--help"]),
+        (["train", "--bogus", "cfg.yaml"], ["luminary train", "No such option: --bogus"]),
+        (["generate"], ["luminary generate", "Missing argument", "model"]),
+        (["nosuch"], ["No such command", "nosuch"]),
+    ],
+)
+def test_usage_errors_one_line_exit_2(cli, args, needles):
+    cli(*args).one_line_error(*needles)
+
 
 @pytest.fixture
 def good_config(tmp_path, tokenizer_dir):

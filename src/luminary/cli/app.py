@@ -10,10 +10,14 @@ import importlib
 import os
 import sys
 
-import click
 import typer
 
 from luminary.core.errors import LuminaryError
+
+try:  # newer Typer raises its own copy of click's exceptions
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older Typer raises click's
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(
     name="luminary",
@@ -60,6 +64,14 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
 
 
+def _usage_line(exc: Exception) -> str:
+    """A usage error as one line: the command, what is wrong, where help is."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "luminary"
+    message = " ".join(exc.format_message().split())
+    return f"{where}: {message} (see {where} --help)"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -74,10 +86,18 @@ def main(argv: list[str] | None = None) -> None:
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per rank
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
+    except click_exceptions.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as --help gives
+            print(exc.format_message())
+            sys.exit(0)
+        if debug:
+            raise
+        print(f"error: {_usage_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except click_exceptions.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.exceptions.UsageError) else exc.exit_code)
-    except click.exceptions.Abort:
+        sys.exit(exc.exit_code)
+    except click_exceptions.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
