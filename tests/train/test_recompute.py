@@ -105,9 +105,10 @@ def test_an_empty_cache_is_dropped_and_a_filled_one_refused():
     ids = torch.randint(0, 64, (1, 8))
     model(input_ids=ids).logits.sum().backward()  # use_cache left on: the empty cache is dropped
     with torch.no_grad():
-        cache = model(input_ids=ids[:, :4], use_cache=True).cache
+        out = model(input_ids=ids[:, :4], use_cache=True)
+    field = "cache" if "cache" in out.__dataclass_fields__ else "past_key_values"  # renamed in transformers 5.2x
     with pytest.raises(LuminaryError, match="activation_checkpointing: a training forward got a filled KV cache"):
-        model(input_ids=ids[:, 4:], cache=cache)
+        model(input_ids=ids[:, 4:], **{field: getattr(out, field)})
 
 
 def test_a_model_without_blocks_is_refused():
