@@ -44,3 +44,20 @@ def test_remote_code_is_never_trusted(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(LuminaryError, match="not found"):
         load_model(tmp_path / "nothing")
+
+
+def test_a_truncated_safetensors_file_is_named(tmp_path, cli):
+    build_model("llama-debug", 60, seed=0).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # an interrupted copy
+    cli("generate", tmp_path, "--prompt", "x").one_line_error(str(weights), "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("name", ["llama-debug", "crystal-debug"])
+def test_weights_of_the_wrong_shape_name_the_tensor(tmp_path, cli, name):
+    build_model(name, 60, seed=0).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] *= 2
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = cli("generate", tmp_path, "--prompt", "x")
+    result.one_line_error("model.safetensors", "mlp", "has shape", "but config.json makes it")

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click_exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:

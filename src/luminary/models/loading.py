@@ -50,6 +50,38 @@ def weight_files(path: Path) -> tuple[list[Path], list[Path]]:
     return safe, pickled
 
 
+def read_shapes(files: list[Path]) -> dict[str, tuple[list[int], Path]]:
+    """Each tensor's shape and file, from the safetensors headers alone; a damaged file is named."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[list[int], Path]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    shapes[key] = (list(handle.get_slice(key).get_shape()), file)
+        except Exception as exc:  # safetensors raises its own error type for a bad header
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LuminaryError(f"{file}: not a readable safetensors file ({first})") from None
+    return shapes
+
+
+def _shape_mismatch(shapes: dict[str, tuple[list[int], Path]], auto_class: Any, config: Any) -> str | None:
+    """The first tensor whose stored shape differs from the one ``config.json`` gives it, as a sentence."""
+    try:
+        with torch.device("meta"):
+            model = auto_class.from_config(config)
+    except Exception:  # only for a better message; the caller has the original error
+        return None
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    for key, (shape, file) in shapes.items():
+        for name in (key, f"{prefix}.{key}", key.removeprefix(f"{prefix}.")):
+            if name in expected and expected[name] != shape:
+                return f"{file}: {key} has shape {shape}, but config.json makes it {expected[name]}"
+    return None
+
+
 def load_config(path: str | Path, trust_remote_code: bool = False):
     register_all()  # normally done already, when the Auto classes were imported
     path = resolve_model_dir(path)
@@ -83,11 +115,18 @@ def load_model(
     for key, value in kwargs.pop("config_overrides", {}).items():
         setattr(config, key, value)
     safe, pickled = weight_files(path)
+    shapes = read_shapes(safe)
     try:
         if safe:
-            return auto_class.from_pretrained(
-                path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
-            )
+            try:
+                return auto_class.from_pretrained(
+                    path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+                )
+            except (ValueError, RuntimeError) as exc:
+                mismatch = _shape_mismatch(shapes, auto_class, config)
+                if mismatch:
+                    raise LuminaryError(mismatch) from None
+                raise exc
         if not pickled:
             raise LuminaryError(f"{path}: no weights found (*.safetensors)")
         if not allow_pickle:
