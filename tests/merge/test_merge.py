@@ -142,6 +142,8 @@ def one_line(res, *needles):
     ("missing", ["not found"]),
     ("unknown_method", ["unknown method"]),
     ("unknown_key", ["unknown key"]),
+    ("parameter_typo", ["models[1].parameters.wieght", "unknown parameter", "did you mean 'weight'"]),
+    ("slice_parameter_typo", ["slices[0].sources[1].parameters.densty", "did you mean 'density'"]),
 ])
 def test_bad_input_one_line_exit_2_no_output(tmp_path, zoo, odd_models, cli, case, needles):
     crystal, wide = odd_models
@@ -157,6 +159,10 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, zoo, odd_models, cli, cas
         "missing": {"merge_method": "linear", "models": [{"model": a}, {"model": str(tmp_path / "nope")}]},
         "unknown_method": {"merge_method": "fancy", "models": [{"model": a}]},
         "unknown_key": {"merge_method": "linear", "models": [{"model": a}], "wieghts": 1},
+        "parameter_typo": {"merge_method": "linear", "models": [{"model": a}, {"model": b, "parameters": {"wieght": 2}}]},
+        "slice_parameter_typo": {"merge_method": "ties", "base_model": str(zoo["base"]), "slices": [{"sources": [
+            {"model": a, "layer_range": [0, 2]}, {"model": b, "layer_range": [0, 2], "parameters": {"densty": 0.5}},
+            {"model": str(zoo["base"]), "layer_range": [0, 2]}]}]},
     }
     out = tmp_path / "outputs" / "merged"
     res = cli("merge", write(tmp_path / "bad.yaml", configs[case]), "--out", out)
@@ -207,3 +213,15 @@ def test_peak_memory_is_a_few_tensors_not_the_model(tmp_path):
     print(f"peak RSS growth: {small / MB:.1f} MB (8 tensors), {large / MB:.1f} MB (64 tensors)")
     assert large < small + 8 * MB and large < 32 * MB
     assert len(state(tmp_path / "out-2")) == 64
+
+
+def test_a_parameter_another_method_reads_is_ignored_with_a_warning(zoo, capsys, monkeypatch):
+    from luminary.merge.config import MergeConfig
+    from luminary.merge.methods import get_method
+    from luminary.merge.plan import check_parameter_names
+
+    config = MergeConfig.model_validate({"merge_method": "linear", "models": [
+        {"model": str(zoo["a"]), "parameters": {"density": 0.5}}, {"model": str(zoo["b"])}]})
+    monkeypatch.setenv("LUMINARY_QUIET", "0")
+    check_parameter_names(config, get_method("linear"))
+    assert "models[0].parameters.density: not read by merge_method 'linear'; ignored" in capsys.readouterr().err

@@ -67,4 +67,4 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 def info(message: str) -> None:
     if enabled():
-        console.print(message)
+        console.print(message, soft_wrap=True)  # one line a message, however wide, for logs and grep

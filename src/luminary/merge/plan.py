@@ -56,10 +56,40 @@ def _is_pre(name: str) -> bool:
     return "embed" in name or name.split(".")[-2:-1] in (["wte"], ["wpe"])
 
 
+def check_parameter_names(config: MergeConfig, method: MergeMethod) -> None:
+    """Every parameter name must be one ``method`` reads: a typo ('wieght') would otherwise leave the
+    default in force without a word. A name another method reads is only a warning, as mergekit
+    configs often keep one when their method is changed."""
+    from difflib import get_close_matches
+
+    from luminary.core.progress import info
+    from luminary.merge.methods import METHODS
+
+    places = [("parameters", config.parameters)]
+    places += [(f"models[{i}].parameters", m.parameters) for i, m in enumerate(config.models or [])]
+    for i, out in enumerate(config.slices or []):
+        places.append((f"slices[{i}].parameters", out.parameters))
+        places += [(f"slices[{i}].sources[{j}].parameters", s.parameters) for j, s in enumerate(out.sources)]
+    own = [p.name for p in method.params]
+    anywhere = {p.name for m in METHODS.values() for p in m.params}
+    for where, values in places:
+        for name in values or {}:
+            if name in own:
+                continue
+            if name in anywhere:
+                info(f"[yellow]warning:[/yellow] {where}.{name}: not read by merge_method '{method.name}'; ignored")
+                continue
+            close = get_close_matches(name, sorted(anywhere), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise LuminaryError(f"{where}.{name}: unknown parameter for merge_method '{method.name}' "
+                                f"(it reads: {', '.join(own) or 'none'}){hint}")
+
+
 class _Planner:
     def __init__(self, config: MergeConfig, models: dict[str, ModelFolder]):
         self.config, self.models = config, models
         self.method = get_method(config.merge_method)
+        check_parameter_names(config, self.method)
         self.tasks: list[TensorTask] = []
         self.slices = config.slices or [self._models_slice(config)]
         first = self.slices[0]
