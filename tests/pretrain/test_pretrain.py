@@ -81,6 +81,9 @@ def bad(recipe, path, value):
         ("model.vocab_size", 100, "model.vocab_size"),
         ("train.micro_batch", 3, "multiple of"),
         ("phases.0.schedule.peak_lr", "continue", "phases[0].schedule"),
+        ("model.preset", "crystal-tiniest", "model: unknown preset or family 'crystal-tiniest'"),
+        ("model.overrides", {"num_hiden_layers": 1}, "model.overrides.num_hiden_layers: not a field of"),
+        ("model.overrides", {"num_attention_heads": 3}, "not divisible by num_attention_heads 3"),
     ],
 )
 def test_bad_recipes_one_line_exit_2_nothing_written(tmp_path, cli, recipe, path, value, needle):

@@ -130,15 +130,16 @@ def check_recipe(recipe: Recipe, source_file: str = "recipe") -> None:
             raise LuminaryError(f"{source_file}: phases[0].schedule: 'continue' needs a previous phase")
     for name, source in recipe.sources.items():
         check_source(name, source)
-    if t.tp_size > 1:  # before any process group starts: a bad mesh never costs a rendezvous
-        from luminary.models.presets import build_config
-        from luminary.parallel.plan import check_heads
+    # the model's config is cheap: a bad preset, override or mesh is refused before any data is prepared
+    from luminary.models.presets import build_config
+    from luminary.parallel.plan import check_heads
 
-        try:
-            check_heads(build_config(recipe.model.preset, recipe.model.vocab_size or 1, **recipe.model.overrides),
-                        t.tp_size)
-        except LuminaryError as exc:
-            raise LuminaryError(f"{source_file}: {exc}") from None
+    try:
+        config = build_config(recipe.model.preset, recipe.model.vocab_size or 1, **recipe.model.overrides)
+        if t.tp_size > 1:  # before any process group starts: a bad mesh never costs a rendezvous
+            check_heads(config, t.tp_size)
+    except LuminaryError as exc:
+        raise LuminaryError(f"{source_file}: {exc}") from None
     vocab = recipe.model.vocab_size
     if vocab is not None:
         needed = tokenizer_size(recipe.tokenizer)

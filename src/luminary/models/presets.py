@@ -48,12 +48,26 @@ def build_config(preset: str, vocab_size: int, **overrides: Any) -> PretrainedCo
     else:
         known = ", ".join(sorted(PRESETS) + sorted(FAMILIES))
         raise LuminaryError(f"model: unknown preset or family '{preset}' (known: {known})")
+    config_cls, _ = FAMILIES[family]
+    check_override_names(config_cls, overrides)
     values.update(overrides)
     values["vocab_size"] = vocab_size
-    config_cls, _ = FAMILIES[family]
     config = config_cls(**values)
     check_heads(config)
     return config
+
+
+def check_override_names(config_cls: type[PretrainedConfig], overrides: dict[str, Any]) -> None:
+    """transformers configs keep any keyword as an attribute, so a misspelt override
+    ('num_hiden_layers') would be stored and never read; refuse names the config does not have."""
+    known = set(config_cls().to_dict()) | set(getattr(config_cls, "attribute_map", {}))
+    for key in overrides:
+        if key not in known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise LuminaryError(f"model.overrides.{key}: not a field of {config_cls.__name__}{hint}")
 
 
 def check_heads(config: PretrainedConfig) -> None:
