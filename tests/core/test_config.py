@@ -1,3 +1,5 @@
+from typing import Literal
+
 import pytest
 from pydantic import Field
 
@@ -7,11 +9,13 @@ from luminary.core.errors import LuminaryError
 
 class Inner(Config):
     steps: int = Field(10, ge=0)
+    depth: int = Field(1, ge=0)
 
 
 class Outer(Config):
     name: str
     inner: Inner = Inner()
+    peak: float | Literal["continue"] = 1.0
 
 
 def write(tmp_path, text):
@@ -32,6 +36,9 @@ def test_valid_config_fills_defaults(tmp_path):
         ("name: a\ninner: {steps: many}\n", "inner.steps: "),
         ("name: a\ninner: {steps: -1}\n", "inner.steps: Input should be greater than or equal to 0"),
         ("inner: {steps: 1}\n", "name: required field is missing"),
+        ("name: a\npeak: contnue\n", "peak: should be a valid number or 'continue' (got 'contnue')"),
+        ("name: a\npeak: contnue\ninner: {stepz: 1}\n", "(and 1 more problem)"),
+        ("name: a\ninner: {steps: -1, depth: -1}\n", "inner.steps: Input should be greater than or equal to 0 (got -1) (and 1 more problem)"),
     ],
 )
 def test_errors_name_file_and_field(tmp_path, text, expected):

@@ -36,9 +36,45 @@ def _field_path(loc: tuple) -> str:
     return "".join(parts) or "(root)"
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line for the first problem of a pydantic ``ValidationError``."""
-    first = error.errors()[0]
+def _at(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _problems(errors: list[dict], data: Any) -> list[dict]:
+    """pydantic's errors with a union's failures folded into one: a value that matched no member of
+    ``float | Literal['continue']`` gets one error per member, at its location plus the member's tag
+    (a tag, not a key: the value there is not a mapping that holds it)."""
+    def union_key(e: dict):
+        loc = e["loc"]
+        if e["type"] in ("extra_forbidden", "missing") or len(loc) < 2 or not isinstance(loc[-1], str):
+            return None
+        value = _at(data, loc[:-1])
+        if value is None or (isinstance(value, dict) and loc[-1] in value):
+            return None
+        return loc[:-1]
+
+    keys = [union_key(e) for e in errors]
+    problems, done = [], set()
+    for e, key in zip(errors, keys):
+        members = [m for m, k in zip(errors, keys) if key is not None and k == key]
+        if len(members) < 2:
+            problems.append(e)
+        elif key not in done:  # "should be a valid number or 'continue'"
+            done.add(key)
+            wanted = [m["msg"].removeprefix("Input should be ").split(",")[0] for m in members]
+            problems.append({**e, "loc": key, "msg": "should be " + " or ".join(wanted)})
+    return problems
+
+
+def describe_validation_error(error: ValidationError, source: str, data: Any = None) -> str:
+    """One line for the first problem of a pydantic ``ValidationError`` raised on ``data``."""
+    errors = _problems(error.errors(), data)
+    first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     field = _field_path(loc)
     kind = first.get("type", "")
@@ -50,7 +86,7 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
         msg = first["msg"]
         if "input" in first and kind not in ("value_error", "assertion_error"):
             msg += f" (got {first['input']!r})"
-    more = len(error.errors()) - 1
+    more = len(errors) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{source}: {field}: {msg}{suffix}"
 
@@ -78,7 +114,7 @@ def validate(cls: type[C], data: dict[str, Any], source: str) -> C:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise LuminaryError(describe_validation_error(exc, source)) from None
+        raise LuminaryError(describe_validation_error(exc, source, data)) from None
 
 
 def load_config(path: str | Path, cls: type[C], overrides: dict[str, Any] | None = None) -> C:
