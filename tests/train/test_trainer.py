@@ -158,3 +158,24 @@ def test_eval_loss_is_logged(tmp_path):
     t = make_trainer(tmp_path)
     recs = t.fit(sequences(16), 4, max_steps=4, eval_examples=sequences(5, seed=1), eval_every=2)
     assert "eval_loss" in recs[1] and "eval_loss" in recs[3] and "eval_loss" not in recs[0]
+
+
+@pytest.mark.parametrize("family", ["llama-debug", "crystal-debug"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_causal_lm_loss_traces_into_one_graph(family, fused):
+    """The Trainer compiles ``loss_fn`` around the model: the mask decision is the collate's, made on the
+    CPU, so neither an unpadded nor a padded batch breaks the graph (a break is also a device sync)."""
+    import torch._dynamo
+
+    model = build_model(family, 64, seed=0)
+    unpadded = causal_lm_collate([[1, 2, 3, 4], [5, 6, 7, 8]])
+    padded = causal_lm_collate([[1, 2, 3, 4, 5, 6], [1, 2, 3]])
+    assert "attention_mask" not in unpadded and padded["attention_mask"].tolist()[1] == [1, 1, 1, 0, 0, 0]
+    for batch in (unpadded, padded):
+        explained = torch._dynamo.explain(causal_lm_loss)(model, batch, fused=fused)
+        assert explained.graph_break_count == 0, [str(r.reason)[:200] for r in explained.break_reasons]
+        eager = causal_lm_loss(model, batch, fused=fused)["loss"]
+        want = token_cross_entropy(model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                         use_cache=False).logits, batch["labels"])[0]
+        torch.testing.assert_close(eager, want, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()

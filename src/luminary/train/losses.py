@@ -20,7 +20,10 @@ def causal_lm_collate(examples: list[Any], pad_id: int = 0) -> dict[str, torch.T
     """Right-pad token sequences; labels are the inputs, ``-100`` on padding.
 
     An example is a sequence of token ids, or a dict with ``input_ids`` (and
-    optionally ``labels`` with ``-100`` where no loss is wanted).
+    optionally ``labels`` with ``-100`` where no loss is wanted). The batch has
+    an ``attention_mask`` only when some sequence is padded: decided here, on
+    the CPU, it costs no device sync and no graph break under ``torch.compile``,
+    and without a mask the attention runs its plain causal kernel.
     """
     seqs, labels = [], []
     for ex in examples:
@@ -37,6 +40,8 @@ def causal_lm_collate(examples: list[Any], pad_id: int = 0) -> dict[str, torch.T
         input_ids[i, : len(s)] = s
         label_ids[i, : len(s)] = lab
         mask[i, : len(s)] = 1
+    if all(len(s) == T for s in seqs):
+        return {"input_ids": input_ids, "labels": label_ids}
     return {"input_ids": input_ids, "attention_mask": mask, "labels": label_ids}
 
 
@@ -64,10 +69,12 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_tr
     """``loss_fn`` for causal LMs: mean next-token loss over the batch's target tokens.
 
     ``fused`` computes the output projection and the loss in token chunks
-    (``luminary.train.fused_ce``), never holding the whole logits tensor.
+    (``luminary.train.fused_ce``), never holding the whole logits tensor. A
+    mask is passed on as it is (``causal_lm_collate`` leaves it out when
+    nothing is padded); testing it here would be a sync and a graph break.
     """
     mask = batch.get("attention_mask")
-    kwargs = {} if mask is None or bool(mask.all()) else {"attention_mask": mask}
+    kwargs = {} if mask is None else {"attention_mask": mask}
     if fused:
         from luminary.train.fused_ce import fused_causal_lm_loss
 

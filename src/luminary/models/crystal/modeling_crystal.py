@@ -179,8 +179,14 @@ class CrystalPreTrainedModel(PreTrainedModel):
 def _attention_mask(
     attention_mask: torch.Tensor | None, q_len: int, past: int, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """Boolean (B, 1, T_q, T_k) mask, causal and padding; None means plain causal."""
-    if attention_mask is None or (past == 0 and bool(attention_mask.all())):
+    """Boolean (B, 1, T_q, T_k) mask, causal and padding; None means plain causal.
+
+    An all-ones mask is dropped in eager mode only: under ``torch.compile`` the
+    test would be a graph break, so the mask is built as given (as transformers does).
+    """
+    if attention_mask is None:
+        return None
+    if past == 0 and not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     keys = attention_mask.shape[-1]
     device = attention_mask.device
