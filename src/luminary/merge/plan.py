@@ -12,14 +12,16 @@ calls the method and writes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Any
 
 import torch
 
 from luminary.core.errors import LuminaryError
+from luminary.core.progress import info
 from luminary.merge import params as P
 from luminary.merge.config import MergeConfig, OutputSlice, torch_dtype
-from luminary.merge.methods import get_method
+from luminary.merge.methods import METHODS, get_method
 from luminary.merge.methods.base import MergeMethod
 from luminary.merge.vocab import VocabMap, plan_vocab
 from luminary.merge.zoo import ModelFolder
@@ -60,11 +62,6 @@ def check_parameter_names(config: MergeConfig, method: MergeMethod) -> None:
     """Every parameter name must be one ``method`` reads: a typo ('wieght') would otherwise leave the
     default in force without a word. A name another method reads is only a warning, as mergekit
     configs often keep one when their method is changed."""
-    from difflib import get_close_matches
-
-    from luminary.core.progress import info
-    from luminary.merge.methods import METHODS
-
     places = [("parameters", config.parameters)]
     places += [(f"models[{i}].parameters", m.parameters) for i, m in enumerate(config.models or [])]
     for i, out in enumerate(config.slices or []):

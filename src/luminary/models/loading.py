@@ -122,11 +122,11 @@ def load_model(
                 return auto_class.from_pretrained(
                     path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
                 )
-            except (ValueError, RuntimeError) as exc:
+            except (ValueError, RuntimeError):
                 mismatch = _shape_mismatch(shapes, auto_class, config)
                 if mismatch:
                     raise LuminaryError(mismatch) from None
-                raise exc
+                raise
         if not pickled:
             raise LuminaryError(f"{path}: no weights found (*.safetensors)")
         if not allow_pickle:

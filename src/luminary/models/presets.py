@@ -7,6 +7,7 @@ every recipe, plan and merge run on the CPU in seconds.
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Any
 
 from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
@@ -63,8 +64,6 @@ def check_override_names(config_cls: type[PretrainedConfig], overrides: dict[str
     known = set(config_cls().to_dict()) | set(getattr(config_cls, "attribute_map", {}))
     for key in overrides:
         if key not in known:
-            from difflib import get_close_matches
-
             close = get_close_matches(key, sorted(known), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise LuminaryError(f"model.overrides.{key}: not a field of {config_cls.__name__}{hint}")
