@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click_exceptions.UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as --help gives
+        if isinstance(exc, getattr(click_exceptions, "NoArgsIsHelpError", ())):  # a bare group: its help
             print(exc.format_message())
             sys.exit(0)
         if debug:

@@ -115,15 +115,14 @@ def load_model(
     for key, value in kwargs.pop("config_overrides", {}).items():
         setattr(config, key, value)
     safe, pickled = weight_files(path)
-    shapes = read_shapes(safe)
     try:
         if safe:
             try:
                 return auto_class.from_pretrained(
                     path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
                 )
-            except (ValueError, RuntimeError):
-                mismatch = _shape_mismatch(shapes, auto_class, config)
+            except Exception:  # only on failure: name the damaged file or the mis-shaped tensor if that is it
+                mismatch = _shape_mismatch(read_shapes(safe), auto_class, config)
                 if mismatch:
                     raise LuminaryError(mismatch) from None
                 raise

@@ -7,6 +7,7 @@ every recipe, plan and merge run on the CPU in seconds.
 
 from __future__ import annotations
 
+import functools
 from difflib import get_close_matches
 from typing import Any
 
@@ -58,10 +59,15 @@ def build_config(preset: str, vocab_size: int, **overrides: Any) -> PretrainedCo
     return config
 
 
+@functools.cache
+def _config_keys(config_cls: type[PretrainedConfig]) -> frozenset[str]:
+    return frozenset(config_cls().to_dict()) | frozenset(getattr(config_cls, "attribute_map", {}))
+
+
 def check_override_names(config_cls: type[PretrainedConfig], overrides: dict[str, Any]) -> None:
     """transformers configs keep any keyword as an attribute, so a misspelt override
     ('num_hiden_layers') would be stored and never read; refuse names the config does not have."""
-    known = set(config_cls().to_dict()) | set(getattr(config_cls, "attribute_map", {}))
+    known = _config_keys(config_cls)
     for key in overrides:
         if key not in known:
             close = get_close_matches(key, sorted(known), n=1)
