@@ -42,7 +42,7 @@ def worker(variant: str, steps: int, batch: int, seq: int) -> dict:
 
     from luminary.models import build_model
     from luminary.train.losses import causal_lm_loss
-    from luminary.train.recompute import apply_activation_checkpointing
+    from luminary.parallel.recompute import apply_activation_checkpointing
 
     model = build_model("llama-tiny", VOCAB, seed=0)
     model.train()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from luminary.core.config import load_config
-from luminary.data.recipe import Recipe, check_recipe, phase_steps
+from luminary.pretrain.recipe import Recipe, check_recipe, phase_steps
 from luminary.train.finetune import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -148,7 +148,7 @@ def test_checkpoint_is_a_hugging_face_folder_with_shards(four):
 
     import luminary  # noqa: F401  (registers crystal)
     from luminary.core.io import verify_manifest
-    from luminary.train.checkpoint import list_checkpoints
+    from luminary.core.runs import list_checkpoints
 
     ckpts = four / "run" / "checkpoints"
     assert [s for s, _ in list_checkpoints(ckpts)] == [2, 4]
@@ -192,7 +192,7 @@ def test_resume_dp2_tp2_checkpoint_at_tp2_and_in_one_process(four, two, referenc
 
 def test_kill_while_writing_shards_keeps_the_previous_checkpoint(two, reference):
     from luminary.train import CheckpointPolicy
-    from luminary.train.checkpoint import list_checkpoints
+    from luminary.core.runs import list_checkpoints
 
     records, _ = reference
     run = two / "killed"

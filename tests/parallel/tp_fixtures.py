@@ -129,7 +129,7 @@ def full_digests(model, optimizer) -> tuple[str, str]:
     """Digests of the whole model and optimizer state, gathered from any mesh (rank 0)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    from luminary.train.deployer import unwrap
+    from luminary.core.modules import unwrap
 
     msd, osd = get_state_dict(unwrap(model), optimizer,
                               options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -7,7 +7,7 @@ import numpy as np
 from luminary.core.io import read_jsonl
 from luminary.scorer import Generator, Scorer, best_of_n_many, cappy_plan
 from luminary.scorer.tuning import GeneratorTuning, instruction_examples, train_generator
-from luminary.train.losses import IGNORE
+from luminary.train.labels import IGNORE
 
 ROWS = [{"instruction": f"List the parameters.\n\ndef f{i}({a}):\n    pass", "references": [a]}
         for i, a in enumerate(["x", "a, b", "path, mode", "self_, item", "n", "key, default"] * 4)]

@@ -135,7 +135,7 @@ def test_compiled_fused_loss_has_no_graph_break_and_matches():
     """Also with activation checkpointing, the other memory lever: both trace into one graph."""
     import torch._dynamo
 
-    from luminary.train.recompute import apply_activation_checkpointing
+    from luminary.parallel.recompute import apply_activation_checkpointing
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()

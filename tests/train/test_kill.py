@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from luminary.train.checkpoint import list_checkpoints
+from luminary.core.runs import list_checkpoints
 
 DETERMINISTIC = ("step", "loss", "lr", "grad_norm", "tokens", "batch_sha256")
 

@@ -11,7 +11,7 @@ from luminary.core.errors import LuminaryError
 from luminary.models import build_model
 from luminary.train import Deployer, OptimizerConfig, Trainer
 from luminary.train.losses import causal_lm_collate, causal_lm_loss
-from luminary.train.recompute import apply_activation_checkpointing, is_checkpointed
+from luminary.parallel.recompute import apply_activation_checkpointing, is_checkpointed
 
 from tests.train.helpers import pretrain_with
 

@@ -7,7 +7,7 @@ import torch
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model
 from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, Predictor, Trainer
-from luminary.train.checkpoint import list_checkpoints
+from luminary.core.runs import list_checkpoints
 from luminary.train.losses import causal_lm_collate, causal_lm_loss, token_cross_entropy
 
 DETERMINISTIC = ("step", "loss", "lr", "grad_norm", "tokens", "batch_sha256")

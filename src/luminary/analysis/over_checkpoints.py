@@ -16,7 +16,7 @@ import numpy as np
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_write_json
 from luminary.core.progress import progress_bar
-from luminary.train.checkpoint import list_checkpoints
+from luminary.core.runs import list_checkpoints
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
     """Rebuild the batch of STEP from the recipe; its hash must equal the trainer's log."""
-    from luminary.data.inspect import inspect_step
+    from luminary.pretrain.inspect import inspect_step
 
     report = inspect_step(run, step)
     if as_json:

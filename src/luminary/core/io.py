@@ -242,6 +242,17 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def read_safetensors_folder(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the ``*.safetensors`` files directly in ``folder`` (a model or checkpoint folder)."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise LuminaryError(f"{folder}: no safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
+
+
 def save_state(folder: str | Path, name: str, state: Any) -> None:
     """Store a nested state as ``name.safetensors`` + ``name.json`` (no pickle)."""
     folder = Path(folder)

@@ -1,4 +1,4 @@
-"""Run folders: ``run.json``, ``metrics.jsonl``, ``checkpoints/``.
+"""Run folders: ``run.json``, ``metrics.jsonl``, ``checkpoints/step_NNNNNN/``.
 
 ``run.json`` records what is needed to redo a run: the resolved config, the
 seed, package versions and the git revision of the code. ``metrics.jsonl``
@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from luminary.core.io import atomic_write_json, atomic_write_text
+from luminary.core.io import MANIFEST, atomic_write_json, atomic_write_text
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+TRAINER_STATE = "trainer_state"  # a checkpoint's optimizer, RNG and extra state, beside the model
 
 PACKAGES = ("luminary", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pydantic")
 
@@ -113,3 +117,21 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def checkpoint_name(step: int) -> str:
+    """A checkpoint's folder name: the number of optimizer updates done."""
+    return f"step_{step:06d}"
+
+
+def list_checkpoints(checkpoints_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (those with a manifest) under ``checkpoints_dir``, by step."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = STEP_DIR.match(entry.name)
+        if match and (entry / MANIFEST).is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)

@@ -46,10 +46,10 @@ from luminary.train import (
     Trainer,
     build_schedule,
 )
-from luminary.train.deployer import unwrap
+from luminary.core.modules import unwrap
+from luminary.train.labels import IGNORE
 from luminary.train.trainer import Callback
 
-IGNORE = -100
 
 
 class AlignerTrainConfig(Config):

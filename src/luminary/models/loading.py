@@ -26,7 +26,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     """A model folder; a run folder stands for its latest complete checkpoint."""
     path = Path(path)
     if not (path / "config.json").is_file() and (path / "checkpoints").is_dir():
-        from luminary.train.checkpoint import list_checkpoints
+        from luminary.core.runs import list_checkpoints
 
         found = list_checkpoints(path / "checkpoints")
         if found:

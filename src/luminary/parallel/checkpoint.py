@@ -38,9 +38,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, write_manifest
-from luminary.train.checkpoint import load_named_state, read_model_weights
-from luminary.train.deployer import unwrap
+from luminary.core.io import atomic_dir, load_state, read_safetensors_folder, write_manifest
+from luminary.core.modules import unwrap
+from luminary.core.runs import TRAINER_STATE
 
 SHARDS = "distributed"
 
@@ -137,8 +137,8 @@ def load_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.op
         state = _map2(layout, state, lambda want, got: _relayout(got, want.placements) if _packed(want) else got)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         return
-    weights = read_model_weights(folder)  # a single-process checkpoint
-    optim_sd = _optimizer_by_name(model, optimizer, load_named_state(folder, "optimizer"))
+    weights = read_safetensors_folder(folder)  # a single-process checkpoint
+    optim_sd = _optimizer_by_name(model, optimizer, load_state(folder / TRAINER_STATE, "optimizer"))
     result = set_state_dict(model, optimizer, model_state_dict=weights, optim_state_dict=optim_sd,
                             options=StateDictOptions(full_state_dict=True, strict=False))
     _check_fit(folder, model, result)

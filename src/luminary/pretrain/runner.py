@@ -23,11 +23,12 @@ import torch
 from luminary.core.config import dump_config, load_config, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.runs import read_metrics, write_run_json
-from luminary.data.prepare import PreparedData, check_lock, prepare
-from luminary.data.recipe import Recipe, check_recipe, phase_steps
+from luminary.pretrain.prepare import PreparedData, check_lock, prepare
+from luminary.pretrain.recipe import Recipe, check_recipe, phase_steps
 from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
 from luminary.train.fused_ce import check_fusable, check_unsharded
-from luminary.train.losses import IGNORE, causal_lm_loss
+from luminary.train.labels import IGNORE
+from luminary.train.losses import causal_lm_loss
 from luminary.train.trainer import Callback
 
 
@@ -166,7 +167,7 @@ def _prepare_collectively(recipe: Recipe, run_dir: Path, deployer: Deployer) -> 
 
 
 def complete(model: torch.nn.Module, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
-    from luminary.train.deployer import unwrap
+    from luminary.core.modules import unwrap
 
     model = unwrap(model)
     model.eval()

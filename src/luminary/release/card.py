@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from luminary.data.recipe import Recipe
+from luminary.pretrain.recipe import Recipe
 
 DATASET_NAMES = {"stdlib-code": "cpython-stdlib-code", "stdlib-prose": "cpython-stdlib-docs"}
 

@@ -20,14 +20,14 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import read_manifest, verify_manifest
 from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
-from luminary.data.recipe import Recipe
+from luminary.pretrain.recipe import Recipe
 from luminary.release.chunks import chunk_samples, jsonl_line, read_chunk, step_hashes
 
 DERIVED = ("analysis", "report")  # written after the release, outside the manifest
 
 
 def _rebuild_mixture(release: Path, data_dir: Path):
-    from luminary.data.prepare import prepare
+    from luminary.pretrain.prepare import prepare
 
     recipe = validate(Recipe, json.loads((release / "recipe.json").read_text()), str(release / "recipe.json"))
     recipe = recipe.model_copy(update={

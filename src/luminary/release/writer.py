@@ -25,7 +25,7 @@ from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
 from luminary.release.card import model_card
 from luminary.release.chunks import chunk_name, chunk_samples, write_chunk
-from luminary.train.checkpoint import list_checkpoints
+from luminary.core.runs import list_checkpoints
 
 HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json")

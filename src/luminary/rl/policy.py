@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.train.deployer import unwrap
+from luminary.core.modules import unwrap
 
 
 PROMPT_FORMAT = "luminary_prompt_format"

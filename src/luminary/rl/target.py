@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.train.deployer import unwrap
+from luminary.core.modules import unwrap
 
 
 def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from luminary.scorer.inference import predict_score
 from luminary.scorer.metrics import label_auc
 from luminary.scorer.model import Scorer, pad_pairs
 from luminary.train import CheckpointPolicy, Deployer, Predictor, ScheduleConfig, Trainer, build_schedule
-from luminary.train.checkpoint import list_checkpoints
+from luminary.core.runs import list_checkpoints
 
 
 class ScorerTrainConfig(Config):

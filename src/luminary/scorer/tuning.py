@@ -21,8 +21,9 @@ from pydantic import Field
 from luminary.core.config import Config
 from luminary.core.errors import LuminaryError
 from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, ScheduleConfig, Trainer, build_schedule
-from luminary.train.checkpoint import list_checkpoints
-from luminary.train.losses import IGNORE, causal_lm_collate, causal_lm_loss
+from luminary.core.runs import list_checkpoints
+from luminary.train.labels import IGNORE
+from luminary.train.losses import causal_lm_collate, causal_lm_loss
 
 
 class GeneratorTuning(Config):

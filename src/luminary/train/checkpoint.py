@@ -16,35 +16,15 @@ one; the leftover is swept on the next start.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import MANIFEST, atomic_dir, load_state, save_state, sweep_temporaries, write_manifest
-
-STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}"
-
-
-def list_checkpoints(checkpoints_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (those with a manifest), by step."""
-    root = Path(checkpoints_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in root.iterdir():
-        match = STEP_DIR.match(entry.name)
-        if match and (entry / MANIFEST).is_file():
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
+from luminary.core.io import atomic_dir, load_state, read_safetensors_folder, save_state, sweep_temporaries, write_manifest
+from luminary.core.runs import TRAINER_STATE, list_checkpoints
 
 
 def save_checkpoint(
@@ -62,7 +42,7 @@ def save_checkpoint(
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        state_dir = tmp / "trainer_state"
+        state_dir = tmp / TRAINER_STATE
         state_dir.mkdir()
         (state_dir / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
         if optimizer_state is not None:
@@ -83,18 +63,8 @@ def prune_checkpoints(checkpoints_dir: Path, keep_last: int | None, protected: s
             shutil.rmtree(path, ignore_errors=True)
 
 
-def read_model_weights(folder: Path) -> dict[str, torch.Tensor]:
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise LuminaryError(f"{folder}: no safetensors weights in checkpoint")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    return state
-
-
 def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
-    state = read_model_weights(folder)
+    state = read_safetensors_folder(folder)
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
     missing = [k for k in missing if k not in tied]
@@ -105,14 +75,14 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
 
 
 def read_trainer_state(folder: Path) -> dict[str, Any]:
-    path = folder / "trainer_state" / "trainer.json"
+    path = folder / TRAINER_STATE / "trainer.json"
     if not path.is_file():
         raise LuminaryError(f"{path}: not found (not a luminary checkpoint?)")
     return json.loads(path.read_text())
 
 
 def load_named_state(folder: Path, name: str) -> Any:
-    return load_state(folder / "trainer_state", name)
+    return load_state(folder / TRAINER_STATE, name)
 
 
 def sweep(checkpoints_dir: Path) -> None:

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from luminary.core.errors import LuminaryError
+from luminary.core.modules import unwrap
 from luminary.core.progress import info
 from luminary.core.seed import seed_everything
 
@@ -33,11 +34,6 @@ def _tree_to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under ``torch.compile``."""
-    return getattr(model, "_orig_mod", model)
-
-
 class Deployer:
     """Run settings shared by Trainer and Predictor.
 
@@ -48,7 +44,7 @@ class Deployer:
         mixed_precision: ``auto`` (bf16 autocast where the device supports it), ``bf16`` or ``no``.
         compile: wrap the model with ``torch.compile``.
         activation_checkpointing: recompute each block in backward instead of keeping its
-            activations (``luminary.train.recompute``).
+            activations (``luminary.parallel.recompute``).
         float8: the blocks' linear layers multiply in float8 while training (``luminary.train.float8``);
             not with tensor parallelism.
         tp_size: tensor-parallel degree; the rest of the world is data parallel.
@@ -127,7 +123,7 @@ class Deployer:
 
             convert_to_float8(model, self.device)
         if self.activation_checkpointing:
-            from luminary.train.recompute import apply_activation_checkpointing
+            from luminary.parallel.recompute import apply_activation_checkpointing
 
             apply_activation_checkpointing(model)
         if self.distributed:

@@ -27,7 +27,7 @@ import os
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.train.losses import IGNORE, shift_labels
+from luminary.train.labels import IGNORE, shift_labels
 
 LOGITS_PER_CHUNK = 1 << 25  # float32 elements in one chunk's logits: 128 MiB
 

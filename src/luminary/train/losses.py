@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from luminary.train.labels import IGNORE, shift_labels
 
 
 def causal_lm_collate(examples: list[Any], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -57,11 +57,6 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     flat = logits.reshape(-1, logits.shape[-1]).float()
     loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
     return loss / count.clamp(min=1), count
-
-
-def shift_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Position t's target is label t+1; the last position has none (``-100``)."""
-    return torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
 
 
 def causal_lm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], is_training: bool = True,

@@ -30,11 +30,12 @@ import torch
 
 from luminary.core.errors import LuminaryError
 from luminary.core.progress import progress_bar
-from luminary.core.runs import MetricsLog
+from luminary.core.runs import MetricsLog, checkpoint_name, list_checkpoints
 from luminary.core.seed import rng_state, set_rng_state
 from luminary.train import checkpoint as ckpt
 from luminary.train.data import as_source, batch_hash, example_digest
-from luminary.train.deployer import Deployer, unwrap
+from luminary.core.modules import unwrap
+from luminary.train.deployer import Deployer
 from luminary.train.optim import build_optimizer
 
 
@@ -324,7 +325,7 @@ class Trainer:
         d = self.deployer
         if self.checkpoints_dir is None:
             return None
-        folder = self.checkpoints_dir / ckpt.checkpoint_name(self.step)
+        folder = self.checkpoints_dir / checkpoint_name(self.step)
         if self.metrics:
             self.metrics.sync()
         weights = d.full_state_dict(self.model)
@@ -360,7 +361,7 @@ class Trainer:
             if d.is_main:
                 ckpt.sweep(self.checkpoints_dir)
             d.barrier()
-            found = ckpt.list_checkpoints(self.checkpoints_dir)
+            found = list_checkpoints(self.checkpoints_dir)
             if not found:
                 if self.metrics:
                     self.metrics.truncate_after(-1)

@@ -21,7 +21,7 @@ from luminary.core.io import atomic_dir, atomic_write_json
 from luminary.core.progress import info
 from luminary.data.fim import FimTokens
 from luminary.data.mixture import Mixture, Phase, SourceSamples
-from luminary.data.recipe import Recipe, phase_steps
+from luminary.pretrain.recipe import Recipe, phase_steps
 from luminary.data.shards import Shard, build_shard, tokenizer_hash
 from luminary.data.sources import load_documents
 from luminary.data.tokenizer import train_bpe
