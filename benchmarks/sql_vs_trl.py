@@ -83,15 +83,15 @@ def fresh_policy(tokenizer, max_new_tokens: int, seed: int):
 
 
 def run_sql(mode: str, tokenizer, args) -> tuple[object, dict]:
-    from luminary.rl.policy import Sampling
-    from luminary.rl.sql import SQLCallback, SQLObjective, SQLSettings
+    from luminary.rl.config import SamplingConfig, SQLConfig
+    from luminary.rl.sql import SQLCallback, SQLObjective
     from luminary.rl.target import TargetNetwork
     from luminary.train import Deployer, OptimizerConfig, Trainer
 
     policy = fresh_policy(tokenizer, args.max_new_tokens, args.seed)
-    objective = SQLObjective(policy, TargetNetwork(policy.model, tau=args.tau), reward,
-                             SQLSettings(mode=mode, sampling=Sampling(max_new_tokens=args.max_new_tokens, top_k=50)))
-    trainer = Trainer(Deployer(seed=args.seed, mixed_precision="no", verbose=False, device="cpu"),
+    objective = SQLObjective(policy, TargetNetwork(policy.model, tau=args.tau), reward, SQLConfig(mode=mode),
+                             sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, top_k=50), seed=args.seed)
+    trainer = Trainer(Deployer(seed=args.seed, precision="fp32", verbose=False, device="cpu"),
                       objective.collate, objective, policy.model, OptimizerConfig(lr=args.sql_lr, betas=(0.9, 0.999)),
                       max_grad_norm=5.0, callbacks=[SQLCallback(objective)])
     examples = demonstrations(args.demos, args.good, args.seed) if mode == "mixed" else \
@@ -112,7 +112,7 @@ def run_mle(tokenizer, args) -> tuple[object, dict]:
         prompt = policy.encode_sources([example["source"]])[0]
         target = policy.encode_targets([example["target"]])[0]
         data.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
-    trainer = Trainer(Deployer(seed=args.seed, mixed_precision="no", verbose=False, device="cpu"),
+    trainer = Trainer(Deployer(seed=args.seed, precision="fp32", verbose=False, device="cpu"),
                       causal_lm_collate, causal_lm_loss, policy.model,
                       OptimizerConfig(lr=args.sql_lr, betas=(0.9, 0.999)), max_grad_norm=5.0)
     trainer.fit(data, per_device_batch_size=args.batch, max_steps=args.steps)

@@ -56,7 +56,7 @@ def run_ours(data, fused: bool) -> float:
     flat = [ex for batch in data for ex in batch]
     model = build_model("llama-tiny", VOCAB, seed=0)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(Deployer(workdir, seed=0, mixed_precision="no"), causal_lm_collate, causal_lm_loss, model,
+        trainer = Trainer(Deployer(workdir, seed=0, precision="fp32"), causal_lm_collate, causal_lm_loss, model,
                           OptimizerConfig(lr=1e-3, fused=fused), max_grad_norm=1.0)
         stamps = []
 

@@ -95,18 +95,17 @@ def cli(capsys):
 
 RELEASE_RECIPE = {
     "name": "tiny-release",
-    "seed": 11,
     "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None}},
     "tokenizer": {"path": None},
     "model": {"preset": "crystal-debug"},
-    "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48, "mixed_precision": "no"},
+    "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48},
     "phases": [
         {"name": "p1", "steps": 5, "weights": {"prose": 0.8, "code": 0.2},
          "schedule": {"kind": "linear", "peak_lr": 0.003, "warmup_steps": 1, "decay_steps": 30}},
         {"name": "p2", "steps": 5, "weights": {"prose": 0.3, "code": 0.7}, "fim": {"rate": 0.5},
          "schedule": {"kind": "linear", "peak_lr": "continue", "warmup_steps": 1}},
     ],
-    "checkpoints": {"every": 3},
+    "deploy": {"seed": 11, "precision": "fp32", "checkpoints": {"every": 3}},
     "validation": {"samples_per_source": 4, "batch_size": 4},
 }
 

@@ -41,7 +41,7 @@ def test_untrained_model_scores_near_zero_and_matches_direct(chunk):
 
 def test_memorized_chunk_scores_near_one(chunk):
     model = build_model("crystal-debug", 128, seed=0)
-    trainer = Trainer(Deployer(seed=0, mixed_precision="no"), causal_lm_collate, causal_lm_loss, model,
+    trainer = Trainer(Deployer(seed=0, precision="fp32"), causal_lm_collate, causal_lm_loss, model,
                       OptimizerConfig(lr=3e-3), max_grad_norm=1.0)
     trainer.fit(chunk, per_device_batch_size=12, max_steps=150)
     model.eval()

@@ -44,7 +44,7 @@ def train_file(tmp_path):
 
 def config(kind, base, data, **extra):
     return AlignerTrainConfig(kind=kind, base_model=str(base), data=str(data), lr=1e-3, per_device_batch_size=4,
-                              accumulate_grad_batches=2, max_steps=6, eval_every=2, device="cpu", **extra)
+                              accumulate_grad_batches=2, max_steps=6, eval_every=2, deploy={"device": "cpu"}, **extra)
 
 
 def test_d_keeps_the_checkpoint_with_the_best_f1_sum(tiny_bert, train_file, tmp_path):

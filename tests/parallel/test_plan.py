@@ -192,7 +192,7 @@ def test_cli_plan_prints_a_table_and_writes_json(cli, tmp_path):
 
 def test_cli_plan_overrides_from_a_config(cli, tmp_path):
     cfg = tmp_path / "parallel.yaml"
-    cfg.write_text("tp_size: 2\noverrides:\n  lm_head: replicate\n  model.embed_tokens: replicate\n")
+    cfg.write_text("deploy:\n  tp: 2\n  tp_overrides:\n    lm_head: replicate\n    model.embed_tokens: replicate\n")
     res = cli("parallel", "plan", "llama-debug", "--vocab", "128", "--config", cfg, "--out", tmp_path / "p.json")
     assert res.returncode == 0, res.stderr
     rows = {r["module"]: r["style"] for r in json.loads((tmp_path / "p.json").read_text())["modules"]}
@@ -200,8 +200,8 @@ def test_cli_plan_overrides_from_a_config(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("llama-debug", "--tp", "3"), "num_attention_heads = 4 is not divisible by tp_size 3"),
-    (("llama-debug", "--tp", "128"), "not divisible by tp_size 128"),
+    (("llama-debug", "--tp", "3"), "tp: the model's num_attention_heads = 4 is not divisible by 3"),
+    (("llama-debug", "--tp", "128"), "not divisible by 128"),
 ])
 def test_cli_plan_bad_input_is_one_line(cli, args, needle):
     res = cli("parallel", "plan", *args)
@@ -212,7 +212,7 @@ def test_cli_plan_bad_input_is_one_line(cli, args, needle):
 
 def test_cli_plan_bad_config_names_the_field(cli, tmp_path):
     cfg = tmp_path / "parallel.yaml"
-    cfg.write_text("tp_size: 2\noverrides:\n  lm_head: diagonal\n")
+    cfg.write_text("deploy: {tp: 2, tp_overrides: {lm_head: diagonal}}\n")
     res = cli("parallel", "plan", "llama-debug", "--config", cfg)
     assert res.returncode == 2 and "overrides" in res.stderr and "diagonal" in res.stderr
 
@@ -222,26 +222,27 @@ def test_tp_size_must_divide_the_world_before_any_process_group(monkeypatch):
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(LuminaryError, match="tp_size 2 does not divide the world size 3"):
-        Deployer(tp_size=2)
+    with pytest.raises(LuminaryError, match="deploy.tp: 2 does not divide the 3 processes"):
+        Deployer(tp=2)
     import torch.distributed as dist
 
     assert not dist.is_initialized()
 
 
 def train_config(tmp_path, tokenizer_dir, tp_size: int):
-    """A one-step fine-tuning config of llama-debug (4 heads) with ``tp_size``."""
+    """A one-step fine-tuning config of llama-debug (4 heads) with ``deploy.tp``."""
     (tmp_path / "a.txt").write_text("def f(x):\n    return x\n" * 50)
     cfg = tmp_path / "train.yaml"
     cfg.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\n"
                    f"data: {{path: {tmp_path / 'a.txt'}, seq_len: 16}}\n"
-                   f"train: {{per_device_batch_size: 2, max_steps: 1}}\ntp_size: {tp_size}\n")
+                   f"train: {{per_device_batch_size: 2, max_steps: 1}}\ndeploy: {{tp: {tp_size}}}\n")
     return cfg
 
 
 def test_train_cli_with_tp_in_one_process_is_exit_2(cli, tmp_path, tokenizer_dir):
     res = cli("train", train_config(tmp_path, tokenizer_dir, 2), "--out", tmp_path / "run")
-    assert res.returncode == 2 and "does not divide the world size 1" in res.stderr
+    res.one_line_error("deploy.tp: 2 does not divide the 1 processes of this run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_clip_across_meshes_equals_torch_in_one_process():
@@ -278,7 +279,7 @@ def test_expert_bank_split_by_data_flow_and_packing_by_numbers():
 
 def test_train_cli_checks_heads_before_any_process_group(cli, tmp_path, tokenizer_dir):
     res = cli("train", train_config(tmp_path, tokenizer_dir, 3), "--out", tmp_path / "run")
-    res.one_line_error("num_attention_heads = 4 is not divisible by tp_size 3")
+    res.one_line_error("deploy.tp: the model's num_attention_heads = 4 is not divisible by 3")
     assert not (tmp_path / "run").exists()
 
 
@@ -290,10 +291,10 @@ def test_pretrain_checks_heads_before_any_process_group(tmp_path, monkeypatch, t
     from tests.pretrain.conftest import RECIPE
 
     data = fill_recipe(RECIPE, tmp_path, tokenizer_dir, ["x = 1\n"])
-    data["train"]["tp_size"] = 3
+    data["deploy"]["tp"] = 3
     monkeypatch.setenv("WORLD_SIZE", "3")  # a head count is the first thing to fail, not the rendezvous
     path = tmp_path / "recipe.yaml"
     path.write_text(json.dumps(data))
-    with pytest.raises(LuminaryError, match="is not divisible by tp_size 3"):
+    with pytest.raises(LuminaryError, match="deploy.tp: the model's num_attention_heads = 4 is not divisible by 3"):
         pretrain(path, out=tmp_path / "run")
     assert not dist.is_initialized() and not (tmp_path / "run").exists()

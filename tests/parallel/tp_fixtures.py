@@ -95,8 +95,8 @@ def make_trainer(workdir, tp_size: int = 1, model_seed: int = 0, dp_size: int = 
     from luminary.train import Deployer, OptimizerConfig, Trainer
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
 
-    deployer = Deployer(workdir=workdir, seed=0, mixed_precision="no", tp_size=tp_size, verbose=False,
-                        activation_checkpointing=activation_checkpointing, float8=float8)
+    deployer = Deployer(workdir=workdir, seed=0, precision="fp32", tp=tp_size, verbose=False,
+                        activation_checkpointing=activation_checkpointing, float8="emulated" if float8 else False)
     model = build_model("crystal-debug", VOCAB, seed=model_seed)
     trainer = Trainer(deployer, causal_lm_collate, causal_lm_loss, model, OptimizerConfig(lr=3e-3, weight_decay=0.1),
                       accumulate_grad_batches=2, max_grad_norm=1.0)

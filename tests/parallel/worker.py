@@ -37,7 +37,7 @@ def write(name: str, data) -> None:
 
 def parity(tp: str) -> None:
     """Loss and every gradient against the unsplit model on the whole batch."""
-    d = Deployer(seed=0, tp_size=int(tp), mixed_precision="no", verbose=False)
+    d = Deployer(seed=0, tp=int(tp), precision="fp32", verbose=False)
     results = {}
     for name, build in tf.parity_models():
         model = build()
@@ -126,7 +126,7 @@ def moe(action: str, folder: str = "") -> None:
     from luminary.train import OptimizerConfig
     from luminary.train.optim import build_optimizer
 
-    d = Deployer(seed=0, tp_size=2, mixed_precision="no", verbose=False)
+    d = Deployer(seed=0, tp=2, precision="fp32", verbose=False)
     model = d.prepare_model(dict(tf.parity_models())["mixtral"]())
     optimizer = build_optimizer(model, OptimizerConfig(lr=1e-2))
     if action == "save":

@@ -6,18 +6,17 @@ from tests.conftest import fill_recipe
 
 RECIPE = {
     "name": "small",
-    "seed": 5,
     "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None}},
     "tokenizer": {"path": None},
     "model": {"preset": "crystal-debug"},
-    "train": {"global_batch": 8, "micro_batch": 4, "seq_len": 64, "mixed_precision": "no"},
+    "train": {"global_batch": 8, "micro_batch": 4, "seq_len": 64},
     "phases": [
         {"name": "p1", "steps": 6, "weights": {"prose": 0.9, "code": 0.1},
          "schedule": {"kind": "linear", "peak_lr": 0.003, "warmup_steps": 2, "decay_steps": 20}},
         {"name": "p2", "steps": 6, "weights": {"prose": 0.3, "code": 0.7}, "fim": {"rate": 0.9},
          "schedule": {"kind": "linear", "peak_lr": "continue", "warmup_steps": 1}},
     ],
-    "checkpoints": {"count": 3},
+    "deploy": {"seed": 5, "precision": "fp32", "checkpoints": {"count": 3}},
     "validation": {"samples_per_source": 4, "batch_size": 4},
     "completion_prompt": "def ",
 }

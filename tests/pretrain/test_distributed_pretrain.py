@@ -20,7 +20,7 @@ def env():
 @pytest.mark.timeout(400)
 def test_two_processes_match_one(tmp_path, recipe):
     recipe["phases"][0]["steps"] = recipe["phases"][1]["steps"] = 3
-    recipe["checkpoints"] = {"count": 2}
+    recipe["deploy"]["checkpoints"] = {"count": 2}
     recipe.pop("completion_prompt")
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))

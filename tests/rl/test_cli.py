@@ -35,9 +35,7 @@ sampling: {{max_new_tokens: 10}}
 sql: {{mode: mixed, off_policy: replay, replay_capacity: 40}}
 target: {{tau: 0.05}}
 train: {{per_device_batch_size: 2, max_steps: {steps}}}
-checkpoints: {{every: 3, keep_last: 2}}
-mixed_precision: "no"
-seed: 3
+deploy: {{seed: 3, precision: fp32, checkpoints: {{every: 3, keep_last: 2}}}}
 """
 
 
@@ -171,6 +169,6 @@ def test_shipped_examples_run_with_a_tiny_policy(tmp_path, tokenizer_dir, monkey
 
     monkeypatch.chdir(EXAMPLES_DIR.parent)
     overrides = {"policy.model": "llama-debug", "policy.tokenizer": str(tokenizer_dir), "train.max_steps": 2,
-                 "sampling.max_new_tokens": 6, "mixed_precision": "no", "data.eval_fraction": 0.02}
+                 "sampling.max_new_tokens": 6, "deploy.precision": "fp32", "data.eval_fraction": 0.02}
     records = run_rl(load_config(EXAMPLES_DIR / name, RLConfig, overrides), tmp_path / "run")
     assert len(records) == 2 and all("reward_mean" in r and "entropy" in r for r in records)

@@ -10,7 +10,8 @@ from luminary.models import build_model
 from luminary.rl.policy import Policy, Sampling
 from luminary.rl.replay import ReplayBuffer
 from luminary.rl.rewards import SentenceBLEU
-from luminary.rl.sql import SQLCallback, SQLObjective, SQLSettings
+from luminary.rl.config import BehaviourConfig, SamplingConfig, SQLConfig
+from luminary.rl.sql import SQLCallback, SQLObjective
 from luminary.rl.target import TargetNetwork
 from luminary.train import Deployer, Trainer
 
@@ -23,11 +24,11 @@ EXAMPLES = [{"source": "def add(a, b):", "target": "return a + b"},
 def objective(tokenizer, **settings):
     model = build_model("llama-debug", len(tokenizer), seed=0)
     policy = Policy(model, tokenizer, max_new_tokens=8)
-    sampling = Sampling(max_new_tokens=8)
     replay = ReplayBuffer(32, 8, policy.pad_id) if settings.get("off_policy") == "replay" else None
-    behaviour = settings.pop("behaviour", None)
+    behaviour = settings.pop("behaviour_policy", None)
     return SQLObjective(policy, TargetNetwork(model, tau=0.5), SentenceBLEU("target"),
-                        SQLSettings(sampling=sampling, **settings), replay=replay, behaviour=behaviour)
+                        SQLConfig(eval_num_beams=1, **settings), sampling=SamplingConfig(max_new_tokens=8),
+                        replay=replay, behaviour=behaviour)
 
 
 def test_phases_of_each_mode_and_the_warm_up(tokenizer):
@@ -68,8 +69,9 @@ def test_replay_holds_samples_and_demonstrations(tokenizer):
 
 def test_behaviour_outputs_become_the_off_policy_actions(tokenizer):
     behaviour = Policy(build_model("llama-debug", len(tokenizer), seed=1), tokenizer, max_new_tokens=8)
-    obj = objective(tokenizer, mode="off", off_policy="behaviour", behaviour=behaviour,
-                    behaviour_sampling=Sampling(max_new_tokens=8, do_sample=False))
+    obj = objective(tokenizer, mode="off", off_policy="behaviour", behaviour_policy=behaviour,
+                    behaviour=BehaviourConfig(model="unused", max_new_tokens=8))
+    obj.behaviour_sampling = Sampling(max_new_tokens=8, do_sample=False)
     batch = obj.collate(EXAMPLES)
     traj = obj.off_policy(batch, None)
     ids, mask = behaviour.prompts([e["source"] for e in EXAMPLES])
@@ -89,7 +91,7 @@ def test_evaluation_decodes_without_touching_the_rng(tokenizer):
 
 def test_the_trainer_logs_reward_spread_and_entropy(tmp_path, tokenizer):
     obj = objective(tokenizer, mode="mixed")
-    trainer = Trainer(Deployer(tmp_path, seed=0, mixed_precision="no", verbose=False), obj.collate, obj,
+    trainer = Trainer(Deployer(tmp_path, seed=0, precision="fp32", verbose=False), obj.collate, obj,
                       obj.policy.model, state={"target": obj.target}, callbacks=[SQLCallback(obj)])
     trainer.fit(EXAMPLES, per_device_batch_size=2, max_steps=2)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -110,9 +112,9 @@ def test_a_seq2seq_policy_trains_in_mixed_mode(tokenizer):
     model = T5ForConditionalGeneration(config)
     policy = Policy(model, tokenizer, max_new_tokens=8)
     obj = SQLObjective(policy, TargetNetwork(model, tau=0.5), SentenceBLEU("target"),
-                       SQLSettings(sampling=Sampling(max_new_tokens=8)))
+                       sampling=SamplingConfig(max_new_tokens=8))
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = Trainer(Deployer(seed=0, mixed_precision="no", verbose=False), obj.collate, obj, model,
+    trainer = Trainer(Deployer(seed=0, precision="fp32", verbose=False), obj.collate, obj, model,
                       callbacks=[SQLCallback(obj)])
     records = trainer.fit(EXAMPLES, per_device_batch_size=4, max_steps=2)
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)

@@ -5,7 +5,8 @@ import torch
 
 from luminary.core.errors import LuminaryError
 from luminary.rl.policy import Policy, Sampling
-from luminary.rl.sql import SQLCallback, SQLObjective, SQLSettings
+from luminary.rl.config import SamplingConfig
+from luminary.rl.sql import SQLCallback, SQLObjective
 from luminary.rl.target import TargetNetwork
 from luminary.rl.toy import ToyTask, toy_tokenizer
 from luminary.train import Callback, Deployer, OptimizerConfig, Trainer
@@ -31,9 +32,9 @@ def train_toy(update, steps, tau=0.2, every=3):
     policy = Policy(model, toy_tokenizer(), max_new_tokens=6)
     target = TargetNetwork(model, update=update, tau=tau, every=every)
     theta0 = params(target.model)
-    objective = SQLObjective(policy, target, task.reward, SQLSettings(sampling=Sampling(max_new_tokens=6)))
+    objective = SQLObjective(policy, target, task.reward, sampling=SamplingConfig(max_new_tokens=6))
     snap = Snapshot()
-    trainer = Trainer(Deployer(seed=0, mixed_precision="no", verbose=False), objective.collate, objective, model,
+    trainer = Trainer(Deployer(seed=0, precision="fp32", verbose=False), objective.collate, objective, model,
                       OptimizerConfig(lr=0.05), callbacks=[snap, SQLCallback(objective)])
     trainer.fit(task.examples(), per_device_batch_size=8, max_steps=steps)
     return target, theta0, snap.thetas, model

@@ -128,7 +128,7 @@ def test_a_small_scorer_ranks_gold_above_negatives_on_heldout_tasks(tmp_path, on
     write_jsonl(tmp_path / "data.jsonl", build_scorer_data(splits["train"], seed=0))
     config = ScorerTrainConfig(model=str(default_backbone()), data=str(tmp_path / "data.jsonl"), max_length=80,
                                lr=5e-5, head_lr_mult=30, per_device_batch_size=16, accumulate_grad_batches=1,
-                               max_steps=AUC_STEPS, freeze_embeddings=True, mixed_precision="no", seed=0)
+                               max_steps=AUC_STEPS, freeze_embeddings=True, deploy={"precision": "fp32", "seed": 0})
     result = train_scorer(config, tmp_path / "run")
     scorer = Scorer.from_pretrained(result["scorer"], max_length=80)
     heldout = random.Random(1).sample(splits["heldout_tasks"], 60)

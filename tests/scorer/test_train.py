@@ -59,7 +59,7 @@ def test_training_learns_and_writes_a_scorer(tmp_path, bert_backbone_dir):
     write_jsonl(tmp_path / "eval.jsonl", held)
     config = ScorerTrainConfig(model=str(bert_backbone_dir), data=str(tmp_path / "train.jsonl"),
                                eval_data=str(tmp_path / "eval.jsonl"), lr=3e-3, per_device_batch_size=16,
-                               accumulate_grad_batches=2, n_epochs=4, eval_every=15, max_length=32, seed=0)
+                               accumulate_grad_batches=2, n_epochs=4, eval_every=15, max_length=32)
     result = train_scorer(config, tmp_path / "run")
     records = result["records"]
     assert len(records) == math.ceil(4 * 240 / 32)
@@ -69,7 +69,7 @@ def test_training_learns_and_writes_a_scorer(tmp_path, bert_backbone_dir):
     assert records[0]["lr"] == 0.0 and records[-1]["lr"] < records[len(records) // 2]["lr"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["config"]["betas"] == [0.9, 0.999] and run["n_train_examples"] == 240
-    scorer = Scorer.from_pretrained(result["scorer"])
+    scorer = Scorer.from_pretrained(result["scorer"], max_length=32)  # pairs cut as in training's evaluation
     scores = score_pairs(scorer, [e["instruction"] for e in held], [e["response"] for e in held])
     gold = [s for s, e in zip(scores, held) if e["label"] == 1.0]
     other = [s for s, e in zip(scores, held) if e["label"] == 0.0]

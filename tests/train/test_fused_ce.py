@@ -119,7 +119,7 @@ def test_trainer_steps_with_the_fused_loss_match_the_unfused_ones():
     def run(fused):
         model = build_model("llama-debug", 64, seed=0)
         loss_fn = (lambda m, b, t: causal_lm_loss(m, b, t, fused=True)) if fused else causal_lm_loss
-        trainer = Trainer(Deployer(seed=0, mixed_precision="no", verbose=False), causal_lm_collate, loss_fn, model,
+        trainer = Trainer(Deployer(seed=0, precision="fp32", verbose=False), causal_lm_collate, loss_fn, model,
                           OptimizerConfig(lr=1e-2), accumulate_grad_batches=2)
         records = trainer.fit(data, 4, max_steps=3)
         return [(r["loss"], r["grad_norm"], r["tokens"]) for r in records], trainer.evaluate(data[:8], 4)
@@ -164,14 +164,14 @@ def test_cli_finetune_with_fused_cross_entropy(tmp_path, cli, tokenizer_dir, std
     for fused in (False, True):
         config = tmp_path / f"train_{fused}.yaml"
         config.write_text(f"model: llama-debug\ntokenizer: {tokenizer_dir}\ndata: {{path: {data}, seq_len: 32}}\n"
-                          "train: {per_device_batch_size: 4, max_steps: 2}\nmixed_precision: 'no'\n"
-                          f"fused_cross_entropy: {str(fused).lower()}\n")
+                          "train: {per_device_batch_size: 4, max_steps: 2}\n"
+                          f"deploy: {{precision: fp32, fused_cross_entropy: {str(fused).lower()}}}\n")
         res = cli("train", config, "--out", tmp_path / f"run_{fused}")
         assert res.returncode == 0, res.stderr
         rows = [json.loads(r) for r in (tmp_path / f"run_{fused}" / "metrics.jsonl").read_text().splitlines()]
         losses[fused] = [r["loss"] for r in rows]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
-    config.write_text(config.read_text() + "tp_size: 2\n")
+    config.write_text(config.read_text().replace("deploy: {", "deploy: {tp: 2, "))
     res = cli("train", config, "--out", tmp_path / "tp")
     assert res.returncode == 2
     res.one_line_error("fused_cross_entropy")

@@ -40,7 +40,7 @@ def test_compiled_step_with_float8_fused_head_and_checkpointing():
     rng = np.random.default_rng(0)
     data = [rng.integers(1, 4096, size=257).tolist() for _ in range(16)]
     model = build_model("llama-tiny", 4096, seed=0)
-    deployer = Deployer(seed=0, mixed_precision="bf16", compile=True, float8=True, activation_checkpointing=True,
+    deployer = Deployer(seed=0, precision="bf16", compile=True, float8=True, activation_checkpointing=True,
                         verbose=False)
     trainer = Trainer(deployer, causal_lm_collate, lambda m, b, t: causal_lm_loss(m, b, t, fused=True), model,
                       OptimizerConfig(lr=1e-3))

@@ -23,9 +23,7 @@ data: {{path: {data}, seq_len: 64}}
 train: {{per_device_batch_size: 4, accumulate_grad_batches: 2, max_steps: {steps}}}
 optimizer: {{lr: 0.003, weight_decay: 0.1}}
 schedule: {{kind: cosine, peak_lr: 0.003, warmup_steps: 3}}
-checkpoints: {{every: 4, keep_last: 2}}
-mixed_precision: "no"
-seed: 7
+deploy: {{seed: 7, precision: fp32, checkpoints: {{every: 4, keep_last: 2}}}}
 """
 
 

@@ -20,7 +20,7 @@ def fit(preset, checkpointing, workdir=None):
     rng = np.random.default_rng(0)
     data = [rng.integers(1, 64, size=int(rng.integers(8, 20))).tolist() for _ in range(16)]
     model = build_model(preset, 64, seed=0)
-    deployer = Deployer(workdir, seed=0, mixed_precision="no", verbose=False, activation_checkpointing=checkpointing)
+    deployer = Deployer(workdir, seed=0, precision="fp32", verbose=False, activation_checkpointing=checkpointing)
     trainer = Trainer(deployer, causal_lm_collate, causal_lm_loss, model, OptimizerConfig(lr=1e-2),
                       accumulate_grad_batches=2)
     records = trainer.fit(data, 4, max_steps=3)

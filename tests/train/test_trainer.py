@@ -6,7 +6,7 @@ import torch
 
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model
-from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, Predictor, Trainer
+from luminary.train import CheckpointPolicy, Deployer, Evaluation, OptimizerConfig, Predictor, Trainer
 from luminary.core.runs import list_checkpoints
 from luminary.train.losses import causal_lm_collate, causal_lm_loss, token_cross_entropy
 
@@ -20,7 +20,7 @@ def sequences(n, vocab=64, seed=0, ragged=False):
 
 def make_trainer(workdir, accum=1, seed=0, model_seed=0, **kw):
     model = build_model("llama-debug", 64, seed=model_seed)
-    deployer = Deployer(workdir=workdir, seed=seed, mixed_precision="no")
+    deployer = Deployer(workdir=workdir, seed=seed, precision="fp32")
     return Trainer(deployer, causal_lm_collate, causal_lm_loss, model, OptimizerConfig(lr=1e-2),
                    accumulate_grad_batches=accum, **kw)
 
@@ -43,7 +43,7 @@ def test_accumulation_normalises_by_the_global_token_count():
             def step(self, closure=None):
                 captured["g"] = [p.grad.clone() for p in m.parameters()]
 
-        t = Trainer(Deployer(seed=0, mixed_precision="no"), causal_lm_collate, causal_lm_loss, m,
+        t = Trainer(Deployer(seed=0, precision="fp32"), causal_lm_collate, causal_lm_loss, m,
                     Capture(m.parameters(), lr=0.0), accumulate_grad_batches=accum, max_grad_norm=None)
         rec = t.fit(data, per_device_batch_size=bs, max_steps=1, shuffle=False)[0]
         assert rec["loss"] == pytest.approx(loss.item(), rel=1e-5)
@@ -156,7 +156,7 @@ def test_predictor_keeps_order_and_pads_the_last_batch():
 
 def test_eval_loss_is_logged(tmp_path):
     t = make_trainer(tmp_path)
-    recs = t.fit(sequences(16), 4, max_steps=4, eval_examples=sequences(5, seed=1), eval_every=2)
+    recs = t.fit(sequences(16), 4, max_steps=4, evaluation=Evaluation(sequences(5, seed=1), every=2))
     assert "eval_loss" in recs[1] and "eval_loss" in recs[3] and "eval_loss" not in recs[0]
 
 

@@ -39,7 +39,7 @@ class MemorizationResult:
 def greedy_continuations(model: torch.nn.Module, prompts: np.ndarray, length: int, batch_size: int = 32,
                          deployer: Deployer | None = None) -> np.ndarray:
     """(n, length) greedy tokens after each (equal-length) prompt row."""
-    deployer = deployer or Deployer(seed=0, mixed_precision="no")
+    deployer = deployer or Deployer(seed=0, precision="fp32")
 
     def collate(rows):
         return {"input_ids": torch.as_tensor(np.stack(rows), dtype=torch.long)}

@@ -16,17 +16,21 @@ def plan(
     tp: int = typer.Option(None, "--tp", min=1, help="tensor-parallel degree (default: the config's, else 2)"),
     dp: int = typer.Option(1, "--dp", min=1, help="data-parallel degree (FSDP), for memory per rank"),
     vocab: int = typer.Option(32000, "--vocab", min=1, help="vocabulary size for a preset"),
-    config: Path = typer.Option(None, "--config", help="YAML with a ParallelConfig (tp_size, overrides)"),
+    config: Path = typer.Option(None, "--config", help="a run config whose deploy section gives tp and tp_overrides"),
     out: Path = typer.Option(None, "--out", help="write the plan as JSON here"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="read *.bin weights with weights_only=True"),
 ) -> None:
     """Print the plan (module, style, shard shapes, memory per rank) and write it as JSON."""
     from luminary.core.config import load_config
-    from luminary.parallel.config import ParallelConfig
+    from luminary.core.deploy import DeploySection
+    from luminary.parallel.apply import check_overrides
     from luminary.parallel.report import build_for_plan, format_table, plan_report, write_plan
 
-    cfg = load_config(config, ParallelConfig) if config else ParallelConfig(tp_size=tp or 2)
-    data = plan_report(build_for_plan(model, vocab, allow_pickle), tp or cfg.tp_size, dp, cfg.overrides)
+    # only the deploy section is read: any training config will do
+    deploy = load_config(config, DeploySection).deploy if config is not None else DeploySection().deploy
+    check_overrides(deploy.tp_overrides)
+    tp = tp or (deploy.tp if deploy.tp > 1 else 2)
+    data = plan_report(build_for_plan(model, vocab, allow_pickle), tp, dp, deploy.tp_overrides)
     typer.echo(format_table(data))
     if out:
         write_plan(data, out)

@@ -8,8 +8,11 @@ default lives. :func:`load_config` turns a validation failure into a
 
 from __future__ import annotations
 
+import types
+import typing
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -21,6 +24,8 @@ class Config(BaseModel):
     """Base of every luminary config: strict keys, validated assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # keys this config used to have -> where they live now (named in the error instead of "unknown key")
+    moved_keys: ClassVar[dict[str, str]] = {}
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -71,19 +76,62 @@ def _problems(errors: list[dict], data: Any) -> list[dict]:
     return problems
 
 
-def describe_validation_error(error: ValidationError, source: str, data: Any = None) -> str:
-    """One line for the first problem of a pydantic ``ValidationError`` raised on ``data``."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (``X``, ``X | None``, ``list[X]``, ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple, dict, typing.Annotated):
+        return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _models_at(root: type[BaseModel] | None, loc: tuple) -> list[type[BaseModel]]:
+    """The config classes whose keys sit at ``loc`` (best effort: unions give several)."""
+    current = [root] if root is not None else []
+    for part in loc:
+        if not isinstance(part, str) or any(part == m.__name__ for m in current):
+            continue  # a list index, a dict key, or a union member's tag
+        nxt = [m for c in current if part in c.model_fields for m in _models_in(c.model_fields[part].annotation)]
+        if nxt:
+            current = nxt
+        elif not any(part in c.model_fields for c in current):
+            continue  # a mapping's own key: its values are the annotation's models, already current
+        else:
+            return []
+    return current
+
+
+def _unknown_key(root: type[BaseModel] | None, loc: tuple) -> str:
+    """'unknown key', with where it moved or the field it most resembles."""
+    key = loc[-1]
+    models = _models_at(root, loc[:-1])
+    moved = {k: v for m in models for k, v in m.moved_keys.items()}
+    if isinstance(key, str) and key in moved:
+        return f"has moved: write it as {moved[key]}"
+    known = sorted({name for m in models for name in m.model_fields})
+    close = get_close_matches(str(key), known, n=1) if known else []
+    return f"unknown key; did you mean '{close[0]}'?" if close else "unknown key"
+
+
+def describe_validation_error(error: ValidationError, source: str, data: Any = None,
+                              root: type[BaseModel] | None = None) -> str:
+    """One line for the first problem of a pydantic ``ValidationError`` raised on ``data`` (as ``root``).
+
+    An unknown key is reported before anything else: a misspelt key usually
+    also makes a required one missing, and the misspelling is the news.
+    """
     errors = _problems(error.errors(), data)
+    errors.sort(key=lambda e: e.get("type") != "extra_forbidden")
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     field = _field_path(loc)
     kind = first.get("type", "")
     if kind == "extra_forbidden":
-        msg = "unknown key"
+        msg = _unknown_key(root, loc)
     elif kind == "missing":
         msg = "required field is missing"
     else:
-        msg = first["msg"]
+        msg = first["msg"].removeprefix("Value error, ")
         if "input" in first and kind not in ("value_error", "assertion_error"):
             msg += f" (got {first['input']!r})"
     more = len(errors) - 1
@@ -114,7 +162,7 @@ def validate(cls: type[C], data: dict[str, Any], source: str) -> C:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise LuminaryError(describe_validation_error(exc, source, data)) from None
+        raise LuminaryError(describe_validation_error(exc, source, data, cls)) from None
 
 
 def load_config(path: str | Path, cls: type[C], overrides: dict[str, Any] | None = None) -> C:

@@ -14,6 +14,7 @@ error. The kept aligner is a ``save_pretrained`` folder (``OUT/best``) that
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -24,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from luminary.core.config import Config, dump_config
+from luminary.core.config import Config
+from luminary.core.deploy import MOVED_TO_DEPLOY, CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir
-from luminary.core.runs import write_run_json
 from luminary.ctc.aligners.pairs import (
     MAX_INPUT_TOKENS,
     MAX_LENGTH,
@@ -37,22 +38,23 @@ from luminary.ctc.aligners.pairs import (
     word_mean,
 )
 from luminary.ctc.records import read_numbered
-from luminary.train import (
-    CheckpointPolicy,
-    Deployer,
-    OptimizerConfig,
-    Predictor,
-    ScheduleConfig,
-    Trainer,
-    build_schedule,
-)
 from luminary.core.modules import unwrap
+from luminary.train import Evaluation, OptimizerConfig, Predictor, ScheduleConfig, Trainer
+from luminary.train.run import fit_run, start_run, total_steps
 from luminary.train.labels import IGNORE
 from luminary.train.trainer import Callback
 
 
+class AlignerCheckpoints(CheckpointPolicy):
+    keep_last: int | None = Field(1, ge=1, description="the best aligner is kept apart, in OUT/best")
+
+
+class AlignerDeploy(DeployConfig):
+    checkpoints: AlignerCheckpoints = Field(default_factory=AlignerCheckpoints)
+
 
 class AlignerTrainConfig(Config):
+    moved_keys = MOVED_TO_DEPLOY
     kind: Literal["D", "R"] = "D"
     base_model: str = Field(description="encoder folder to start from (e.g. from `luminary ctc make-encoder`)")
     data: str = Field(description="JSONL from `luminary ctc make-data`: context, input_text, labels")
@@ -68,8 +70,7 @@ class AlignerTrainConfig(Config):
     eval_every: int | None = Field(None, ge=1, description="default: ten evaluations over the run")
     max_input_tokens: int = Field(MAX_INPUT_TOKENS, ge=1)
     max_length: int = Field(MAX_LENGTH, ge=8)
-    seed: int = 0
-    device: str | None = None
+    deploy: AlignerDeploy = Field(default_factory=AlignerDeploy)
 
 
 def read_training_examples(path: str | Path) -> list[dict]:
@@ -159,7 +160,11 @@ HEADS = {  # kind -> (Auto class name, number of outputs, loss_fn, pred_fn, metr
 
 
 class KeepBest(Callback):
-    """Save the model whenever the held-out ``eval_selection`` improves (atomically, to one folder)."""
+    """Save the model whenever the held-out ``eval_selection`` improves (atomically, to one folder).
+
+    The evaluation is reduced over ranks, so every rank agrees on an
+    improvement; the whole weights are gathered (collective) and rank 0 writes.
+    """
 
     def __init__(self, folder: Path, tokenizer: Any, kind: str):
         self.folder, self.tokenizer, self.kind = folder, tokenizer, kind
@@ -168,15 +173,17 @@ class KeepBest(Callback):
 
     def on_step_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         value = record.get("eval_selection")
-        if value is None or value <= self.best or not trainer.deployer.is_main:
+        if value is None or value <= self.best:
             return
         self.best = value
-        with atomic_dir(self.folder, overwrite=True) as tmp:
-            unwrap(trainer.model).save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
-            evals = {k: v for k, v in record.items() if k.startswith("eval_")}
-            (tmp / "ctc_aligner.json").write_text(json.dumps(
-                {"kind": self.kind, "step": record["step"] + 1, "eval": evals}, indent=2) + "\n")
+        weights = trainer.deployer.full_state_dict(trainer.model)
+        if trainer.deployer.is_main:
+            with atomic_dir(self.folder, overwrite=True) as tmp:
+                unwrap(trainer.model).save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp)
+                evals = {k: v for k, v in record.items() if k.startswith("eval_")}
+                (tmp / "ctc_aligner.json").write_text(json.dumps(
+                    {"kind": self.kind, "step": record["step"] + 1, "eval": evals}, indent=2) + "\n")
         record["best"] = True
 
 
@@ -190,30 +197,32 @@ def train_aligner(config: AlignerTrainConfig, out: str | Path, resume: bool = Tr
     """Train a D or R aligner; returns the best held-out evaluation and where the aligner is."""
     import transformers
 
-    from luminary.models.loading import load_model, load_tokenizer
+    from luminary.models.loading import load_tokenizer
+    from luminary.models.source import ModelSource
 
     out = Path(out)
+    deploy = config.deploy
     auto_name, n_out, loss_fn, pred_fn, metric_fn = HEADS[config.kind]
     rows = read_training_examples(config.data)
-    deployer = Deployer(out, seed=config.seed, device=config.device, verbose=False)  # seeds the new head's init
     tokenizer = load_tokenizer(config.base_model)
-    model = load_model(config.base_model, getattr(transformers, auto_name), config_overrides={"num_labels": n_out})
+    source = ModelSource.from_folder(config.base_model, getattr(transformers, auto_name), deploy.seed, "base_model",
+                                     config_overrides={"num_labels": n_out})
     examples = encode_examples(rows, tokenizer, config.kind, config.max_input_tokens, config.max_length)
-    train, held_out = split_examples(examples, config.eval_fraction, config.seed)
+    train, held_out = split_examples(examples, config.eval_fraction, deploy.seed)
 
-    global_batch = config.per_device_batch_size * config.accumulate_grad_batches
-    total = config.max_steps or max(1, math.ceil(config.epochs * len(train) / global_batch))
-    schedule = build_schedule(ScheduleConfig(kind="linear", peak_lr=config.lr,
-                                             warmup_steps=math.ceil(config.warmup_ratio * total)), total)
-    collate = lambda batch: collate_pairs(batch, tokenizer.pad_token_id or 0)  # noqa: E731
-    keep = KeepBest(out / "best", tokenizer, config.kind)
-    trainer = Trainer(deployer, collate, loss_fn, model, OptimizerConfig(lr=config.lr, weight_decay=config.weight_decay),
-                      lr_schedule=schedule, accumulate_grad_batches=config.accumulate_grad_batches,
-                      max_grad_norm=config.max_grad_norm, tokenizer=tokenizer, callbacks=[keep])
-    if deployer.is_main:
-        write_run_json(out, dump_config(config), config.seed, {"train_examples": len(train), "held_out": len(held_out)})
-    trainer.fit(train, config.per_device_batch_size, max_steps=total, eval_examples=held_out,
-                eval_every=config.eval_every or max(1, total // 10), eval_predictor=Predictor(deployer, collate, pred_fn),
-                eval_metric_fn=metric_fn, checkpoint=CheckpointPolicy(at_end=True, keep_last=1), resume=resume)
+    deployer = start_run(out, deploy, config, resume=resume, model_config=source.config,
+                         info={"train_examples": len(train), "held_out": len(held_out)})
+    deployer.verbose = False
+    total = total_steps(deployer, len(train), config.per_device_batch_size, config.accumulate_grad_batches,
+                        config.max_steps, config.epochs)
+    collate = functools.partial(collate_pairs, pad_id=tokenizer.pad_token_id or 0)
+    evaluation = Evaluation(held_out, every=config.eval_every or max(1, total // 10),
+                            predictor=Predictor(deployer, collate, pred_fn), metric_fn=metric_fn)
+    fit_run(deployer, source, collate, loss_fn, train, per_device_batch_size=config.per_device_batch_size,
+            accumulate_grad_batches=config.accumulate_grad_batches, max_steps=total,
+            optimizer=OptimizerConfig(lr=config.lr, weight_decay=config.weight_decay),
+            schedule=ScheduleConfig(kind="linear", peak_lr=config.lr, warmup_steps=math.ceil(config.warmup_ratio * total)),
+            max_grad_norm=config.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer,
+            callbacks=[KeepBest(out / "best", tokenizer, config.kind)], resume=resume)
     record = json.loads((out / "best" / "ctc_aligner.json").read_text())
     return {"aligner": str(out / "best"), **record}

@@ -49,7 +49,7 @@ def _predict(folder: Path, examples: list, collate, pred_fn, batch_size: int) ->
     from luminary.models import load_model
     from luminary.train import Deployer, Predictor
 
-    deployer = Deployer(workdir=None, seed=0, mixed_precision="no")
+    deployer = Deployer(workdir=None, seed=0, precision="fp32")
     model = deployer.prepare_model(load_model(folder)).eval()
     return Predictor(deployer, collate, pred_fn).predict(model, examples, batch_size)
 

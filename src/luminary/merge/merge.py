@@ -1,10 +1,13 @@
-"""``run_merge``: a config in, a model folder out (written whole or not at all).
+"""``run_merge`` and the one writer of every merged folder (merges, stacks, mixtures).
 
-The output folder holds the merged weights (sharded safetensors), the
-reference model's config (layer count, dtype and vocabulary size updated), its
-generation config and tokenizer (or the joined vocabulary's), the resolved
-config as ``merge_config.yaml`` and ``MANIFEST.sha256``. The shards' digests
-are computed while they are written, so the manifest costs no second read.
+Every output goes the same way: a plan of one small task per output tensor
+(``luminary.merge.plan``), run tensor by tensor by the executor, written by
+:func:`write_folder` into a temporary folder that is renamed into place whole:
+the weights (sharded safetensors), ``config.json``, the generation config and
+tokenizer of the reference model (or the joined vocabulary's), the files that
+record how it was made (``merge_config.yaml``, ``mixture_config.json``) and
+``MANIFEST.sha256``. The shards' digests are computed while they are written,
+so the manifest costs no second read.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -44,26 +47,28 @@ def output_config(plan: MergePlan) -> dict[str, Any]:
     return config
 
 
-def write_model(plan: MergePlan, folder: Path, config: MergeConfig | None = None) -> dict[str, str]:
-    """Write the merged model into an existing (temporary) folder; returns the shard digests."""
+def write_folder(out: str | Path, plan: MergePlan, config_json: dict[str, Any], tokenizer_from: Path,
+                 added_tokens: Sequence[Any] = (), chat_template: str | None = None,
+                 files: dict[str, str] | None = None, max_shard_size: int = 5 * 10**9, overwrite: bool = False,
+                 description: str = "merging") -> Path:
+    """Run ``plan`` into the folder ``out``, written whole or not at all (see the module docstring)."""
     ref = plan.models[plan.reference]
-    (folder / "config.json").write_text(json.dumps(output_config(plan), indent=2) + "\n")
-    if (ref.path / "generation_config.json").is_file():
-        shutil.copy2(ref.path / "generation_config.json", folder / "generation_config.json")
-    source = plan.vocab.tokenizer_from if plan.vocab else ref.path
-    write_tokenizer(folder, source, plan.vocab.added_tokens if plan.vocab else [],
-                    config.chat_template if config else None)
-    entries = [(t.name, plan.out_dtype, t.shape) for t in plan.tasks]
-    writer = StreamingWriter(folder, entries, config.max_shard_size if config else 5 * 10**9)
-    try:
-        execute(plan, writer.write)
-        writer.finish()
-    finally:
-        writer.abort()
-    if config is not None:
-        (folder / "merge_config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
-                                                                 sort_keys=False))
-    return writer.sha256
+    entries = [(t.name, t.out_dtype or plan.out_dtype, t.shape) for t in plan.tasks]
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+        if (ref.path / "generation_config.json").is_file():
+            shutil.copy2(ref.path / "generation_config.json", tmp / "generation_config.json")
+        write_tokenizer(tmp, tokenizer_from, list(added_tokens), chat_template)
+        writer = StreamingWriter(tmp, entries, max_shard_size)
+        try:
+            execute(plan, writer.write, description)
+            writer.finish()
+        finally:
+            writer.abort()
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+        write_manifest_with(tmp, writer.sha256)
+    return Path(out)
 
 
 def write_manifest_with(folder: Path, known: dict[str, str]) -> None:
@@ -81,9 +86,10 @@ def run_merge(config: MergeConfig, out: str | Path, overwrite: bool = False) -> 
     models = open_models(config.referenced_models())
     try:
         plan = build_plan(config, models)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            digests = write_model(plan, tmp, config)
-            write_manifest_with(tmp, digests)
+        recorded = yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        write_folder(out, plan, output_config(plan), plan.vocab.tokenizer_from if plan.vocab else
+                     plan.models[plan.reference].path, plan.vocab.added_tokens if plan.vocab else (),
+                     config.chat_template, {"merge_config.yaml": recorded}, config.max_shard_size, overwrite)
     finally:
         for m in models.values():
             m.close()

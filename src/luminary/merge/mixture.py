@@ -19,6 +19,10 @@ Gate rows (one per expert) are initialised as mergekit-moe does:
 When the prompts of different experts are too similar, the gate matrix is
 nearly singular and the router cannot tell the experts apart: luminary warns
 when its condition number σ_max/σ_min exceeds ``max_condition``.
+
+The folder is planned and written as every merge is (``luminary.merge.merge``):
+each tensor a passthrough of one input, copied from a model or, for the
+gates, computed before the plan runs.
 """
 
 from __future__ import annotations
@@ -33,13 +37,12 @@ from pydantic import Field, model_validator
 
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir
-from luminary.core.progress import info, progress_bar
+from luminary.core.progress import info
 from luminary.merge.config import DTYPES, locate
-from luminary.merge.merge import write_manifest_with
-from luminary.merge.tensorio import StreamingWriter
-from luminary.merge.vocab import write_tokenizer
-from luminary.merge.zoo import ModelFolder
+from luminary.merge.merge import write_folder
+from luminary.merge.methods import get_method
+from luminary.merge.plan import MergePlan, TensorTask
+from luminary.merge.zoo import Computed, ModelFolder
 
 LLAMA_FAMILY = {"LlamaForCausalLM", "MistralForCausalLM"}
 MLP = {"gate_proj": "w1", "down_proj": "w2", "up_proj": "w3"}
@@ -240,22 +243,20 @@ def run_mixture(config: MixtureConfig, out: str | Path, overwrite: bool = False)
             gate_names = ["gate.weight"]
         dtype = DTYPES[config.dtype] if config.dtype else base.tensors.infos[copies[0][2]].dtype
         cfg["torch_dtype" if "torch_dtype" in cfg else "dtype"] = str(dtype).replace("torch.", "")
-        entries = [(n, dtype, models[s + 1].tensors.infos[sn].shape) for n, s, sn in copies]
-        entries += [(n, dtype, tuple(g.shape)) for n, g in zip(gate_names, gates)]
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-            write_tokenizer(tmp, base.path, [], None)
-            writer = StreamingWriter(tmp, entries)
-            with progress_bar("mixture", len(entries)) as bar:
-                for name, src, src_name in copies:
-                    writer.write(name, models[src + 1].tensors.get(src_name).to(dtype))
-                    bar.advance(1)
-                for name, g in zip(gate_names, gates):
-                    writer.write(name, g.to(dtype).contiguous())
-            writer.finish()
-            (tmp / "mixture_config.json").write_text(json.dumps(
-                {**config.model_dump(mode="json"), "gate_condition_numbers": conds, "warnings": warnings}, indent=2))
-            write_manifest_with(tmp, writer.sha256)
+        # every tensor is a passthrough of one input: a copy from a model, or a gate computed above
+        sources = {str(m.path) + f"#{i}": m for i, m in enumerate(models)}
+        keys = list(sources)
+        gate_source = "<gates>"
+        sources[gate_source] = Computed(dict(zip(gate_names, (g.contiguous() for g in gates))))
+        one = ({"scale": None},)
+        tasks = [TensorTask(n, None, ((keys[s + 1], sn),), {}, one, models[s + 1].tensors.infos[sn].shape, False)
+                 for n, s, sn in copies]
+        tasks += [TensorTask(n, None, ((gate_source, n),), {}, one, tuple(g.shape), False)
+                  for n, g in zip(gate_names, gates)]
+        plan = MergePlan(get_method("passthrough"), sources, tasks, keys[0], base.num_layers, None, None, dtype, config.seed)
+        record = {**config.model_dump(mode="json"), "gate_condition_numbers": conds, "warnings": warnings}
+        write_folder(out, plan, cfg, base.path, files={"mixture_config.json": json.dumps(record, indent=2)},
+                     overwrite=overwrite, description="mixture")
     finally:
         for m in [base] + experts:
             m.close()

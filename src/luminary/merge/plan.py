@@ -38,6 +38,7 @@ class TensorTask:
     per_model: tuple[dict[str, Any], ...]
     shape: tuple[int, ...]
     vocab: bool  # rows are tokens (gathered through the vocabulary map)
+    out_dtype: torch.dtype | None = None  # this tensor's own dtype in the output (default: the plan's)
 
 
 @dataclass

@@ -2,24 +2,20 @@
 
 ``stack``: all layers of model A, then all of B (then C ...); ``interleave``:
 layer i of each model in turn (A₀ B₀ A₁ B₁ ...). Tensors outside the layers
-(embeddings, final norm, head) are the mean over the models. The result is a
-deeper model of the same family (its config's layer count updated), written
-tensor by tensor.
+(embeddings, final norm, head) are the mean over the models (a linear merge
+with equal weights; a layer is the linear merge of its one input, an exact
+copy). The result is a deeper model of the same family (its config's layer
+count updated), planned and written as every merge is (``luminary.merge.merge``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
-
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir
-from luminary.core.progress import progress_bar
-from luminary.merge.merge import write_manifest_with
-from luminary.merge.tensorio import StreamingWriter
-from luminary.merge.vocab import write_tokenizer
+from luminary.merge.merge import write_folder
+from luminary.merge.methods import get_method
+from luminary.merge.plan import MergePlan, TensorTask
 from luminary.merge.zoo import ModelFolder
 
 MODES = ("stack", "interleave")
@@ -32,6 +28,12 @@ def layer_order(counts: list[int], mode: str) -> list[tuple[int, int]]:
     if len(set(counts)) > 1:
         raise LuminaryError(f"interleave needs models of equal depth (got {counts} layers)")
     return [(m, i) for i in range(counts[0]) for m in range(len(counts))]
+
+
+def _task(name: str, inputs: list[tuple[str, str]], info) -> TensorTask:
+    """One output tensor: the mean of its inputs (linear, equal weights); one input is copied exactly."""
+    return TensorTask(name, None, tuple(inputs), {"normalize": True}, ({"weight": 1.0},) * len(inputs),
+                      info.shape, False, info.dtype)
 
 
 def run_stack(paths: list[str], out: str | Path, mode: str = "stack", overwrite: bool = False) -> dict:
@@ -55,33 +57,18 @@ def run_stack(paths: list[str], out: str | Path, mode: str = "stack", overwrite:
                         raise LuminaryError(f"{m.path}: layer tensor '{m.layer_tensor(i, suffix)}' does not fit "
                                             f"the layers of {first.path}; only one family can be stacked")
         order = layer_order([m.num_layers for m in models], mode)
-        entries, jobs = [], []
-        for name in first.outside:
-            info = first.tensors.infos[name]
-            entries.append((name, info.dtype, info.shape))
-            jobs.append((name, None))
+        keys = [str(m.path) for m in models]
+        tasks = [_task(name, [(k, name) for k in keys], first.tensors.infos[name]) for name in first.outside]
         for j, (m, i) in enumerate(order):
             for suffix in models[m].layers[i]:
-                info = models[m].tensors.infos[models[m].layer_tensor(i, suffix)]
-                entries.append((first.layer_tensor(j, suffix), info.dtype, info.shape))
-                jobs.append((models[m].layer_tensor(i, suffix), m))
+                src = models[m].layer_tensor(i, suffix)
+                tasks.append(_task(first.layer_tensor(j, suffix), [(keys[m], src)], models[m].tensors.infos[src]))
         config = dict(first.config)
         key = next((k for k in ("num_hidden_layers", "n_layer", "num_layers") if k in config), "num_hidden_layers")
         config[key] = len(order)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            write_tokenizer(tmp, first.path, [], None)
-            writer = StreamingWriter(tmp, entries)
-            with progress_bar(mode, len(jobs)) as bar:
-                for (out_name, dtype, _), (src_name, m) in zip(entries, jobs):
-                    if m is None:
-                        tensor = torch.stack([x.tensors.get(src_name).float() for x in models]).mean(0).to(dtype)
-                    else:
-                        tensor = models[m].tensors.get(src_name)
-                    writer.write(out_name, tensor)
-                    bar.advance(1)
-            writer.finish()
-            write_manifest_with(tmp, writer.sha256)
+        plan = MergePlan(get_method("linear"), dict(zip(keys, models)), tasks, keys[0], len(order), None, None,
+                         tasks[0].out_dtype, 0)
+        write_folder(out, plan, config, first.path, overwrite=overwrite, description=mode)
     finally:
         for m in models:
             m.close()

@@ -6,9 +6,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from luminary.core.errors import LuminaryError
 from luminary.merge.tensorio import ModelTensors
+
+if TYPE_CHECKING:
+    import torch
 
 # "model.layers.3.mlp.up_proj.weight" -> ("model.layers.", 3, "mlp.up_proj.weight"); GPT-2 style "h.3." too.
 LAYER = re.compile(r"^((?:.*\.)?(?:layers|h|blocks|block|layer)\.)(\d+)\.(.+)$")
@@ -66,6 +70,21 @@ class ModelFolder:
 
     def close(self) -> None:
         self.tensors.close()
+
+
+class Computed:
+    """Tensors made before a merge runs (a mixture's router gates), read by the executor as a folder's are."""
+
+    def __init__(self, tensors: dict[str, "torch.Tensor"]):
+        self.path = Path("<computed>")
+        self.tensors = self
+        self._tensors = tensors
+
+    def get(self, name: str) -> "torch.Tensor":
+        return self._tensors[name].clone()  # the executor owns (and may change) what it reads
+
+    def close(self) -> None:
+        pass
 
 
 def open_models(paths: list[str]) -> dict[str, ModelFolder]:

@@ -12,7 +12,7 @@ _LAZY = {
     "load_tokenizer": "luminary.models.loading",
     "PRESETS": "luminary.models.presets",
     "build_config": "luminary.models.presets",
-    "build_model": "luminary.models.presets",
+    "build_model": "luminary.models.source",
 }
 
 __all__ = sorted(_LAZY)

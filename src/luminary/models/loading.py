@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from luminary.core.errors import LuminaryError
+from luminary.core.runs import list_checkpoints
 from luminary.models.registry import register_all
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -26,8 +27,6 @@ def resolve_model_dir(path: str | Path) -> Path:
     """A model folder; a run folder stands for its latest complete checkpoint."""
     path = Path(path)
     if not (path / "config.json").is_file() and (path / "checkpoints").is_dir():
-        from luminary.core.runs import list_checkpoints
-
         found = list_checkpoints(path / "checkpoints")
         if found:
             return found[-1][1]
@@ -111,7 +110,7 @@ def load_model(
 ) -> PreTrainedModel:
     """Load a model folder (or a run's latest checkpoint) with ``auto_class``, refusing pickles unless allowed."""
     path = resolve_model_dir(path)
-    config = load_config(path, trust_remote_code=trust_remote_code)
+    config = kwargs.pop("config", None) or load_config(path, trust_remote_code=trust_remote_code)
     for key, value in kwargs.pop("config_overrides", {}).items():
         setattr(config, key, value)
     safe, pickled = weight_files(path)

@@ -1,8 +1,8 @@
 """Model families and presets, from a debug flavour to the published sizes.
 
-A preset is a family plus config values; :func:`build_model` makes a model
-with random weights from a preset name and a vocabulary size. Tiny presets let
-every recipe, plan and merge run on the CPU in seconds.
+A preset is a family plus config values; ``luminary.models.build_model``
+makes a model with random weights from a preset name and a vocabulary size.
+Tiny presets let every recipe, plan and merge run on the CPU in seconds.
 """
 
 from __future__ import annotations
@@ -81,16 +81,3 @@ def check_heads(config: PretrainedConfig) -> None:
         raise LuminaryError(
             f"model: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}"
         )
-
-
-def build_model(preset: str, vocab_size: int, seed: int | None = None, **overrides: Any) -> PreTrainedModel:
-    """A causal LM with fresh weights (seeded when ``seed`` is given)."""
-    import torch
-
-    config = build_config(preset, vocab_size, **overrides)
-    _, model_cls = FAMILIES[config.model_type]
-    if seed is not None:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return model_cls(config)
-    return model_cls(config)

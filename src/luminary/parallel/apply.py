@@ -1,15 +1,23 @@
-"""Applying parallelism to a plain model from outside, in torchtitan's order.
+"""Applying the levers to a plain model from outside, in torchtitan's order.
 
-``parallelize`` is what the Deployer calls under a mesh:
+``parallelize(model, mesh, config, plan)`` is what the Deployer calls, in
+this order (torchtitan's ``parallelize_llama``: ``apply_tp``, ``apply_ac``,
+``apply_compile``, ``apply_fsdp``):
 
-1. move to the device and start every rank from rank 0's weights;
-2. tensor parallel on the ``tp`` dimension: the automatic plan
-   (``luminary.parallel.plan``) applied with ``parallelize_module``; tied
-   weights tied again; the model's output on a probe input checked against
-   the unsplit model (a plan that changes the numbers is an error, not a
-   silent 4.853 against 4.849);
-3. FSDP2 on the ``dp`` dimension: ``fully_shard`` each block, then the root,
+1. tensor parallel on the ``tp`` dimension: a plan's styles applied with
+   ``parallelize_module``, tied weights tied again;
+2. activation checkpointing of each block (``luminary.parallel.recompute``);
+3. compilation of each block for training (``luminary.parallel.compile``);
+4. FSDP2 on the ``dp`` dimension: ``fully_shard`` each block, then the root,
    with a ``MixedPrecisionPolicy``.
+
+The model may be a skeleton on the meta device (``luminary.models.source``):
+every step above only rewrites modules and wraps parameters, so it costs no
+memory until the Deployer materialises each process's part. The plan is
+derived and checked beforehand on a twin of the model with two blocks
+(:func:`plan_tensor_parallel`), since a plan depends on the architecture and
+the widths, not on the depth or the values, and then stretched over the
+model's blocks (:func:`expand_plan`).
 
 The model file knows nothing of this (STYLE.md, take 1).
 """
@@ -17,6 +25,7 @@ The model file knows nothing of this (STYLE.md, take 1).
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -32,11 +41,15 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from luminary.core.errors import LuminaryError
+from luminary.core.modules import list_blocks
+from luminary.parallel.compile import apply_compile
 from luminary.parallel.plan import Plan, auto_plan, tie_groups
-from luminary.parallel.simulate import close
-from luminary.parallel.styles import build_style
 from luminary.parallel.probe import probe_inputs, run_probe
-from luminary.parallel.trace import list_blocks
+from luminary.parallel.recompute import apply_activation_checkpointing
+from luminary.parallel.simulate import close
+from luminary.parallel.styles import build_style, check_style
+
+ORDER = ("tensor_parallel", "activation_checkpointing", "compile", "fsdp")  # torchtitan's, and ours
 
 
 def broadcast_parameters(model: nn.Module) -> None:
@@ -49,10 +62,78 @@ def broadcast_parameters(model: nn.Module) -> None:
                 dist.broadcast(t.data, src=0)
 
 
-def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan, probe: dict[str, Any] | None = None) -> None:
-    """Split the modules of ``plan`` over ``tp_mesh``; check the output did not change."""
-    probe = probe if probe is not None else probe_inputs(model)
-    reference = run_probe(model, probe)
+def check_overrides(overrides: dict[str, str]) -> None:
+    for pattern, style in overrides.items():
+        check_style(style, f"deploy.tp_overrides '{pattern}'")
+
+
+def plan_tensor_parallel(twin: nn.Module, tp_mesh: DeviceMesh, overrides: dict[str, str] | None = None) -> Plan:
+    """The automatic plan for ``twin`` (a real model), checked numerically on a copy of it.
+
+    A plan that changes the model's output on the probe input is an error, not
+    a silent 4.853 against 4.849 (specs/redco.md).
+    """
+    plan = auto_plan(twin, tp_mesh.size(), overrides)
+    probe = probe_inputs(twin)
+    reference = run_probe(twin, probe)
+    split = copy.deepcopy(twin)
+    apply_tp(split, tp_mesh, plan)
+    with tp_forward_context():
+        out = run_probe(split, probe)
+    if not close(reference, [t.full_tensor() if isinstance(t, DTensor) else t for t in out]):
+        raise LuminaryError(
+            f"{type(twin).__name__}: the tensor-parallel plan changes the model's output on a probe input; "
+            "override the styles of the modules involved (deploy.tp_overrides; luminary parallel plan shows the plan)"
+        )
+    return plan
+
+
+def _signature(module: nn.Module) -> tuple:
+    """What a block is made of: its modules' classes and its parameters' names and shapes."""
+    return (tuple((n, type(m).__name__) for n, m in module.named_modules()),
+            tuple((n, tuple(p.shape)) for n, p in module.named_parameters()))
+
+
+def expand_plan(plan: Plan, twin: nn.Module, model: nn.Module) -> Plan | None:
+    """The twin's plan over ``model``'s blocks: block j takes twin block min(j, last) of its stack.
+
+    None when some block of the model is not built like its twin block (a
+    model whose later blocks differ, such as dense then mixture-of-experts
+    blocks), or a module outside the blocks differs: plan on the model itself then.
+    """
+    twin_blocks = list_blocks(twin)
+    stacks: dict[str, list[str]] = {}
+    for name in twin_blocks:
+        stacks.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    source: dict[str, str] = {}  # model block -> the twin block it copies
+    for name in list_blocks(model):
+        stack, index = name.rsplit(".", 1)
+        if stack not in stacks:
+            return None
+        twin_name = stacks[stack][min(int(index), len(stacks[stack]) - 1)]
+        if _signature(model.get_submodule(name)) != _signature(twin.get_submodule(twin_name)):
+            return None
+        source[name] = twin_name
+    by_twin: dict[str, list[str]] = {}
+    for name, twin_name in source.items():
+        by_twin.setdefault(twin_name, []).append(name)
+    modules = dict(model.named_modules())
+    out = Plan(plan.tp_size)
+    for name, entry in plan.entries.items():
+        block = next((b for b in twin_blocks if name.startswith(b + ".")), None)
+        if block is None:
+            weight = getattr(modules.get(name), "weight", None)
+            if name not in modules or (weight is not None and tuple(weight.shape) != entry.shape):
+                return None
+            out.entries[name] = entry
+            continue
+        for target in by_twin.get(block, []):
+            out.entries[target + name[len(block):]] = entry
+    return out
+
+
+def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan) -> None:
+    """Split the modules of ``plan`` over ``tp_mesh`` and tie shared weights again."""
     if plan.needs_implicit_replication and tp_mesh.device_type == "cpu" and hasattr(model, "set_attn_implementation"):
         # DTensor has no sharding rule for the CPU flash-attention kernel; eager attention is matmuls
         model.set_attn_implementation("eager")
@@ -66,18 +147,11 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan, probe: dict[str,
         shared = modules[names[0]].weight
         for other in names[1:]:
             modules[other].weight = shared
-    with tp_forward_context():
-        out = run_probe(model, probe)
-    if not close(reference, out):
-        raise LuminaryError(
-            f"{type(model).__name__}: the tensor-parallel plan changes the model's output on a probe input; "
-            "override the styles of the modules involved (luminary parallel plan shows the plan)"
-        )
 
 
-def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, mixed_precision: str = "no") -> None:
+def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, precision: str = "fp32") -> None:
     """FSDP2: each block (element of a ModuleList) is one unit, the root holds the rest."""
-    if mixed_precision == "bf16":
+    if precision == "bf16":
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     else:
         policy = MixedPrecisionPolicy()
@@ -86,19 +160,28 @@ def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, mixed_precision: str = "no
     fully_shard(model, mesh=dp_mesh, mp_policy=policy)
 
 
-def parallelize(model: nn.Module, mesh: DeviceMesh, device: torch.device, mixed_precision: str = "no",
-                overrides: dict[str, str] | None = None) -> nn.Module:
-    """Tensor parallel on ``mesh["tp"]`` (when larger than 1), then FSDP2 on ``mesh["dp"]``."""
-    model = model.to(device)
-    broadcast_parameters(model)
-    tp = mesh["tp"].size()
-    if tp > 1:
-        apply_tp(model, mesh["tp"], auto_plan(model, tp, overrides))
-    elif overrides:
-        raise LuminaryError("parallel overrides need tp_size > 1")
-    # FSDP2 even on a dp dimension of 1: every parameter then is a DTensor, so
-    # the optimizer's foreach/fused kernels never mix them with plain tensors
-    apply_fsdp(model, mesh["dp"], mixed_precision)
+def parallelize(model: nn.Module, mesh: DeviceMesh | None, config: Any, plan: Plan | None = None,
+                precision: str = "fp32") -> nn.Module:
+    """The levers of ``config`` (a ``DeployConfig``) on ``model``, in :data:`ORDER`.
+
+    1. tensor parallel on ``mesh["tp"]`` with ``plan`` (when tp > 1);
+    2. activation checkpointing (``config.activation_checkpointing``);
+    3. each block compiled for training (``config.compile``);
+    4. FSDP2 on ``mesh["dp"]`` (under any mesh, even dp 1: every parameter then is a
+       DTensor, so the optimizer's foreach kernels never mix them with plain tensors).
+
+    ``mesh`` None: one process, steps 2 and 3 only.
+    """
+    if mesh is not None and mesh["tp"].size() > 1:
+        if plan is None:
+            raise LuminaryError("tensor parallel needs a plan (Deployer.prepare_model derives one)")
+        apply_tp(model, mesh["tp"], plan)
+    if config.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    if config.compile:
+        apply_compile(model)
+    if mesh is not None:
+        apply_fsdp(model, mesh["dp"], precision)
     return model
 
 

@@ -115,7 +115,7 @@ class Plan:
         return cls(int(data["tp_size"]), entries)
 
 
-def check_heads(model: nn.Module | Any, tp_size: int) -> None:
+def check_heads(model: nn.Module | Any, tp_size: int, field: str = "deploy.tp") -> None:
     """Every head count in the config must divide by ``tp_size`` (one line otherwise).
 
     ``model`` is a model or its config: the commands check the config before
@@ -127,7 +127,7 @@ def check_heads(model: nn.Module | Any, tp_size: int) -> None:
         for key in HEAD_FIELDS:
             heads = getattr(config, key, None)
             if isinstance(heads, int) and heads > 0 and heads % tp_size:
-                raise LuminaryError(f"model: {key} = {heads} is not divisible by tp_size {tp_size}")
+                raise LuminaryError(f"{field}: the model's {key} = {heads} is not divisible by {tp_size}")
 
 
 def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None = None,
@@ -141,7 +141,7 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
         raise LuminaryError(f"tp_size must be >= 1, got {tp_size}")
     for pattern, style in (overrides or {}).items():
         check_style(style, f"parallel override '{pattern}'")
-    check_heads(model, tp_size)
+    check_heads(model, tp_size, "tp")
     probe = probe if probe is not None else probe_inputs(model)
     forced = match_overrides(model, overrides or {})
     t, dissolved, dtensor = _settle(model, tp_size, forced, probe)

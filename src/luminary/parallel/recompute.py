@@ -65,7 +65,7 @@ def _checkpointed(cls: type) -> type:
 
 def apply_activation_checkpointing(model: nn.Module) -> list[str]:
     """Checkpoint every block of ``model`` in place; returns the blocks' names."""
-    from luminary.parallel.trace import list_blocks
+    from luminary.core.modules import list_blocks
 
     blocks = list_blocks(model)
     if not blocks:

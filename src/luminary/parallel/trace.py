@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from luminary.core.errors import LuminaryError
+from luminary.core.modules import list_blocks
 from luminary.parallel.experts import Bank, ExpertFlow, bank_params
 from luminary.parallel.probe import output_tensors, probe_inputs
 
@@ -75,16 +76,6 @@ def block_of(name: str, blocks: list[str]) -> str:
         if (name == b or name.startswith(b + ".")) and len(b) > len(best):
             best = b
     return best
-
-
-def list_blocks(model: nn.Module) -> list[str]:
-    """Elements of the outermost ModuleLists that hold parameters (FSDP units too)."""
-    blocks: list[str] = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and not any(name.startswith(b + ".") for b in blocks):
-            blocks.extend(f"{name}.{i}" for i, child in enumerate(module)
-                          if any(True for _ in child.parameters()))
-    return blocks
 
 
 @dataclass

@@ -49,7 +49,7 @@ def _tokenizer(recipe: Recipe, run_dir: Path, documents: dict[str, list[str]]) -
     folder = run_dir / "tokenizer"
     if (folder / "tokenizer.json").is_file():
         return folder
-    rng = np.random.default_rng(recipe.seed)
+    rng = np.random.default_rng(recipe.deploy.seed)
     sample: list[str] = []
     for name in sorted(documents):
         docs = documents[name]
@@ -91,7 +91,7 @@ def prepare(recipe: Recipe, run_dir: Path, workers: int | None = None) -> Prepar
     names = list(recipe.sources)
     seq_len = recipe.train.seq_len
     try:
-        samples = [SourceSamples(s, seq_len, recipe.validation.samples_per_source, recipe.seed) for s in shards]
+        samples = [SourceSamples(s, seq_len, recipe.validation.samples_per_source, recipe.deploy.seed) for s in shards]
     except ValueError as exc:
         raise LuminaryError(f"sources: {exc}") from None
     phases, start = [], 0
@@ -101,7 +101,7 @@ def prepare(recipe: Recipe, run_dir: Path, workers: int | None = None) -> Prepar
         start += steps
     raw = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     mixture = Mixture(
-        samples, phases, recipe.train.global_batch, recipe.seed, fim_tokens,
+        samples, phases, recipe.train.global_batch, recipe.deploy.seed, fim_tokens,
         encode=lambda text: raw.encode(text, add_special_tokens=False).ids,
         decode=lambda ids: raw.decode(np.asarray(ids).tolist(), skip_special_tokens=False),
     )
@@ -129,7 +129,7 @@ def build_lock(recipe: Recipe, mixture: Mixture, shards: list[Shard], hashes: di
         })
     return {
         "recipe": recipe.name,
-        "seed": recipe.seed,
+        "seed": recipe.deploy.seed,
         "global_batch": recipe.train.global_batch,
         "seq_len": seq_len,
         "total_steps": mixture.total_steps,

@@ -1,11 +1,14 @@
-"""The pretraining recipe: sources, phases, model, training, checkpoints.
+"""The pretraining recipe: sources, phases, model, training, and the ``deploy:`` section.
 
 A YAML file maps onto :class:`Recipe`; this module is the one place where its
-defaults live. ``examples/crystal-tiny.yaml`` mirrors Crystal's three phases.
+defaults live (the deploy keys' own defaults live in ``luminary.core.deploy``;
+a recipe only changes two of them: seed 1 and eight evenly spaced checkpoints,
+as LLM360 releases them). ``examples/crystal-tiny.yaml`` mirrors Crystal's three phases.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from luminary.core.config import Config
+from luminary.core.deploy import MOVED_TO_DEPLOY, CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.data.sources import SourceConfig, check_source
 from luminary.train.optim import OptimizerConfig
@@ -38,6 +42,7 @@ class PhaseConfig(Config):
     weights: dict[str, float]
     fim: FimConfig = FimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    checkpoint_at_end: bool = Field(True, description="a checkpoint when the phase ends")
 
     @model_validator(mode="after")
     def _length(self):
@@ -60,29 +65,32 @@ class ModelConfig(Config):
 
 
 class PretrainTrainConfig(Config):
+    moved_keys = MOVED_TO_DEPLOY
     global_batch: int = Field(16, ge=1, description="sequences per optimizer step")
     micro_batch: int = Field(16, ge=1, description="sequences per forward on one device")
     seq_len: int = Field(256, ge=8)
     optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, betas=(0.9, 0.95), eps=1e-9, weight_decay=0.1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
-    compile: bool = False
-    fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
-    activation_checkpointing: bool = Field(False, description="recompute each block in backward")
-    float8: bool = Field(False, description="the blocks' linear layers multiply in float8 (sm89+; tp_size 1)")
-    tp_size: int = Field(1, ge=1)
 
 
-class CheckpointsConfig(Config):
-    count: int | None = Field(None, ge=1, description="evenly spaced over the run, as LLM360")
-    every: int | None = Field(None, ge=1)
-    phase_ends: bool = True
+class PretrainCheckpoints(CheckpointPolicy):
+    """The deploy section's checkpoint policy; a recipe saves 8 times, evenly spaced, by default
+    (``every: N`` given alone replaces that default rather than adding to it)."""
 
-    @model_validator(mode="after")
-    def _one(self):
-        if self.count is not None and self.every is not None:
-            raise ValueError("give count or every, not both")
-        return self
+    moved_keys = {"phase_ends": "phases[i].checkpoint_at_end"}
+    count: int | None = Field(8, ge=1, description="this many checkpoints, evenly spaced over the run (LLM360)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_alone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("every") is not None and "count" not in data:
+            data = {**data, "count": None}
+        return data
+
+
+class PretrainDeploy(DeployConfig):
+    seed: int = 1
+    checkpoints: PretrainCheckpoints = Field(default_factory=PretrainCheckpoints)
 
 
 class ValidationConfig(Config):
@@ -91,16 +99,16 @@ class ValidationConfig(Config):
 
 
 class Recipe(Config):
+    moved_keys = MOVED_TO_DEPLOY
     name: str = "run"
-    seed: int = 1
     sources: dict[str, SourceConfig]
     tokenizer: TokenizerConfig = TokenizerConfig()
     data_dir: str | None = Field(None, description="token shards; default: RUN/data")
     model: ModelConfig = ModelConfig()
     train: PretrainTrainConfig = PretrainTrainConfig()
     phases: list[PhaseConfig]
-    checkpoints: CheckpointsConfig = CheckpointsConfig(count=8)
     validation: ValidationConfig = ValidationConfig()
+    deploy: PretrainDeploy = Field(default_factory=PretrainDeploy)
     completion_prompt: str | None = Field(None, description="printed with its completion at the end")
 
     @model_validator(mode="after")
@@ -113,6 +121,32 @@ class Recipe(Config):
         if len(set(names)) != len(names):
             raise ValueError("phase names must be unique")
         return self
+
+
+def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """A recipe as an older luminary wrote it into ``run.json`` (seed, checkpoints and the run
+    settings under ``train``, before the ``deploy:`` section), in today's shape; others unchanged."""
+    if "deploy" in data:
+        return data
+    data = json.loads(json.dumps(data))
+    deploy: dict[str, Any] = {}
+    if "seed" in data:
+        deploy["seed"] = data.pop("seed")
+    old = data.pop("checkpoints", None)
+    phase_ends = old.pop("phase_ends", True) if old else True
+    if old:
+        deploy["checkpoints"] = {"count": old.get("count"), "every": old.get("every")}
+    train = data.get("train", {})
+    for key, new in (("mixed_precision", "precision"), ("compile", "compile"), ("tp_size", "tp"),
+                     ("activation_checkpointing", "activation_checkpointing"), ("float8", "float8"),
+                     ("fused_cross_entropy", "fused_cross_entropy")):
+        if key in train:
+            value = train.pop(key)
+            deploy[new] = {"no": "fp32"}.get(value, value) if key == "mixed_precision" else value
+    for phase in data.get("phases", []):
+        phase.setdefault("checkpoint_at_end", phase_ends)
+    data["deploy"] = deploy
+    return data
 
 
 def check_recipe(recipe: Recipe, source_file: str = "recipe") -> None:
@@ -136,8 +170,8 @@ def check_recipe(recipe: Recipe, source_file: str = "recipe") -> None:
 
     try:
         config = build_config(recipe.model.preset, recipe.model.vocab_size or 1, **recipe.model.overrides)
-        if t.tp_size > 1:  # before any process group starts: a bad mesh never costs a rendezvous
-            check_heads(config, t.tp_size)
+        if recipe.deploy.tp > 1:  # before any process group starts: a bad mesh never costs a rendezvous
+            check_heads(config, recipe.deploy.tp)
     except LuminaryError as exc:
         raise LuminaryError(f"{source_file}: {exc}") from None
     vocab = recipe.model.vocab_size

@@ -20,15 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from luminary.core.config import dump_config, load_config, validate
+from luminary.core.config import load_config, validate
 from luminary.core.errors import LuminaryError
-from luminary.core.runs import read_metrics, write_run_json
+from luminary.core.modules import unwrap
+from luminary.core.runs import read_metrics
+from luminary.models.source import ModelSource
 from luminary.pretrain.prepare import PreparedData, check_lock, prepare
-from luminary.pretrain.recipe import Recipe, check_recipe, phase_steps
-from luminary.train import CheckpointPolicy, Deployer, Trainer, build_phased_schedule
-from luminary.train.fused_ce import check_fusable, check_unsharded
+from luminary.pretrain.recipe import Recipe, check_recipe, phase_steps, upgrade_recipe
+from luminary.train import Deployer, build_phased_schedule
 from luminary.train.labels import IGNORE
 from luminary.train.losses import causal_lm_loss
+from luminary.train.run import CAUSAL_LM, fit_run, start_run
 from luminary.train.trainer import Callback
 
 
@@ -41,17 +43,10 @@ def pretrain_collate(examples: list[dict], fim_pad: int | None = None) -> dict[s
     return {"input_ids": ids, "labels": labels}
 
 
-def checkpoint_steps(recipe: Recipe, total: int, boundaries: list[int]) -> list[int]:
-    """Steps (updates done) to checkpoint at: evenly spaced, every N, and phase ends."""
-    c = recipe.checkpoints
-    steps = set()
-    if c.count:
-        steps |= {max(1, round(total * (i + 1) / c.count)) for i in range(c.count)}
-    if c.every:
-        steps |= set(range(c.every, total + 1, c.every))
-    if c.phase_ends:
-        steps |= {b for b in boundaries[1:] if b > 0} | {total}
-    return sorted(s for s in steps if 0 < s <= total)
+def phase_end_steps(recipe: Recipe, boundaries: list[int], total: int) -> tuple[int, ...]:
+    """Steps (updates done) at which a phase with ``checkpoint_at_end`` ends."""
+    ends = boundaries[1:] + [total]
+    return tuple(end for phase, end in zip(recipe.phases, ends) if phase.checkpoint_at_end and end > 0)
 
 
 class PretrainLog(Callback):
@@ -100,58 +95,51 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
-def build_pretrain_model(recipe: Recipe, tokenizer, seed: int):
-    from luminary.models import build_model
-
+def pretrain_model(recipe: Recipe, tokenizer) -> ModelSource:
+    """The recipe's fresh model, as a source the Deployer builds on each process's part."""
     vocab = recipe.model.vocab_size or len(tokenizer)
     if len(tokenizer) > vocab:
         raise LuminaryError(f"model.vocab_size: {vocab} is smaller than the tokenizer's {len(tokenizer)} tokens")
-    return build_model(recipe.model.preset, vocab, seed=seed, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                       **recipe.model.overrides)
+    return ModelSource.from_preset(recipe.model.preset, vocab, seed=recipe.deploy.seed,
+                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                   pad_token_id=tokenizer.pad_token_id, **recipe.model.overrides)
 
 
 def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: bool = False) -> PretrainResult:
     recipe = load_recipe(recipe_path)
     run_dir = Path(out) if out else Path("runs") / recipe.name
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise LuminaryError(f"{run_dir}: run folder exists; pass --resume to continue it or choose another --out")
-    t = recipe.train
-    if t.fused_cross_entropy:
-        check_unsharded("train.fused_cross_entropy", t.tp_size)
-    deployer = Deployer(workdir=run_dir, seed=recipe.seed, mixed_precision=t.mixed_precision, compile=t.compile,
-                        tp_size=t.tp_size, activation_checkpointing=t.activation_checkpointing, float8=t.float8)
-    if t.global_batch % (t.micro_batch * deployer.dp_size):
-        raise LuminaryError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch × "
-                            f"data-parallel ranks ({t.micro_batch} × {deployer.dp_size})")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    t, deploy = recipe.train, recipe.deploy
+
+    def divisible(deployer: Deployer) -> None:
+        if t.global_batch % (t.micro_batch * deployer.dp_size):
+            raise LuminaryError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch × "
+                                f"data-parallel ranks ({t.micro_batch} × {deployer.dp_size})")
+
+    deployer = start_run(run_dir, deploy, recipe, resume=resume, needs=CAUSAL_LM,
+                         info={"recipe_file": str(recipe_path)}, check=divisible)
     data = _prepare_collectively(recipe, run_dir, deployer)
-    model = build_pretrain_model(recipe, data.tokenizer, recipe.seed)
-    if t.fused_cross_entropy:
-        check_fusable(model, "train.fused_cross_entropy")
+    source = pretrain_model(recipe, data.tokenizer)
     steps = phase_steps(recipe)
     schedule = build_phased_schedule([p.schedule for p in recipe.phases], steps,
                                      [f"phases[{i}].schedule" for i in range(len(steps))])
     total = sum(steps)
     boundaries = [p.start_step for p in data.mixture.phases]
-    ckpt_steps = checkpoint_steps(recipe, total, boundaries)
-    if deployer.is_main:
-        write_run_json(run_dir, dump_config(recipe), recipe.seed, {"recipe_file": str(recipe_path)})
+    policy = deploy.checkpoints
+    ends = phase_end_steps(recipe, boundaries, total)
+    eval_steps = policy.due_steps(total, ends)
     fim_pad = data.mixture.fim_tokens.pad if data.mixture.fim_tokens else None
-    trainer = Trainer(
-        deployer, functools.partial(pretrain_collate, fim_pad=fim_pad),
-        functools.partial(causal_lm_loss, fused=t.fused_cross_entropy), model,
-        optimizer=t.optimizer, lr_schedule=schedule,
-        accumulate_grad_batches=t.global_batch // (t.micro_batch * deployer.dp_size),
-        max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,
-        callbacks=[PretrainLog(data, ckpt_steps, recipe.validation.batch_size)],
+    result = fit_run(
+        deployer, source, functools.partial(pretrain_collate, fim_pad=fim_pad),
+        functools.partial(causal_lm_loss, fused=deploy.fused_cross_entropy), data.mixture,
+        per_device_batch_size=t.micro_batch, global_batch=t.global_batch, max_steps=total,
+        optimizer=t.optimizer, schedule=lambda _: schedule, max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,
+        callbacks=[PretrainLog(data, eval_steps, recipe.validation.batch_size)],
+        checkpoint=policy.model_copy(update={"steps": sorted(set(policy.steps) | set(ends))}), resume=resume,
     )
-    trainer.fit(data.mixture, t.micro_batch, max_steps=total, resume=resume,
-                checkpoint=CheckpointPolicy(steps=ckpt_steps, at_end=True))
     records = read_metrics(run_dir / "metrics.jsonl")
     completion = None
     if recipe.completion_prompt and deployer.is_main:
-        completion = complete(trainer.model, data.tokenizer, recipe.completion_prompt)
+        completion = complete(result.trainer.model, data.tokenizer, recipe.completion_prompt)
     return PretrainResult(run_dir, records, data.lock, completion)
 
 
@@ -167,8 +155,6 @@ def _prepare_collectively(recipe: Recipe, run_dir: Path, deployer: Deployer) -> 
 
 
 def complete(model: torch.nn.Module, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:
-    from luminary.core.modules import unwrap
-
     model = unwrap(model)
     model.eval()
     device = next(model.parameters()).device
@@ -185,7 +171,7 @@ def open_run(run_dir: str | Path) -> tuple[Recipe, PreparedData]:
     run_json = run_dir / "run.json"
     if not run_json.is_file():
         raise LuminaryError(f"{run_dir}: not a pretraining run folder (no run.json)")
-    recipe = validate(Recipe, json.loads(run_json.read_text())["config"], str(run_json))
+    recipe = validate(Recipe, upgrade_recipe(json.loads(run_json.read_text())["config"]), str(run_json))
     return recipe, prepare(recipe, run_dir)
 
 

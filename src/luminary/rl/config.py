@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from luminary.core.config import Config
-from luminary.train.finetune import CheckpointConfig, TrainLoopConfig
+from luminary.core.deploy import MOVED_TO_DEPLOY, DeployConfig
+from luminary.train.finetune import TrainLoopConfig
 from luminary.train.optim import OptimizerConfig
 from luminary.train.schedules import ScheduleConfig
 
@@ -128,6 +129,7 @@ class RLTrainLoopConfig(TrainLoopConfig):
 
 
 class RLConfig(Config):
+    moved_keys = MOVED_TO_DEPLOY
     policy: PolicyConfig
     data: DataConfig
     rewards: list[RewardConfig] = Field(min_length=1)
@@ -138,6 +140,4 @@ class RLConfig(Config):
     train: RLTrainLoopConfig
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, betas=(0.9, 0.999))
     schedule: ScheduleConfig | None = None
-    checkpoints: CheckpointConfig = CheckpointConfig()
-    seed: int = 0
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
+    deploy: DeployConfig = Field(default_factory=DeployConfig)

@@ -92,6 +92,37 @@ def pad_batch(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Ten
     return ids, mask
 
 
+class SeededSampling:
+    """A logits processor that samples each row with its own ``torch.Generator``.
+
+    The scores are warped as transformers' sampling warps them (temperature,
+    then top-k, then top-p), each row draws its token from its own generator,
+    seeded by the caller, and every other token's score becomes −inf: greedy
+    search then takes the drawn token. So a row's sample is a function of its
+    seed alone, whatever the batch or the world size.
+    """
+
+    def __init__(self, seeds: list[int], sampling: Sampling, device: torch.device):
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.warpers = []
+        if sampling.temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_k:
+            self.warpers.append(TopKLogitsWarper(sampling.top_k))
+        if sampling.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(sampling.top_p))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        probs = torch.softmax(scores.float(), dim=-1)
+        picked = torch.cat([torch.multinomial(row, 1, generator=g) for row, g in zip(probs, self.generators)])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picked[:, None], 0.0)
+
+
 class Policy:
     """A causal-LM or seq2seq model with its tokenizer, as a soft-Q policy.
 
@@ -103,20 +134,25 @@ class Policy:
     one, cut to ``max_new_tokens``.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = 32,
-                 prompt_format: str | None = None, append_eos: bool = True, where: str = "policy"):
-        self.kind = model_kind(model, where)
+    def __init__(self, model: torch.nn.Module | None, tokenizer: Any, max_new_tokens: int = 32,
+                 prompt_format: str | None = None, append_eos: bool = True, where: str = "policy",
+                 config: Any = None):
+        """``model`` may be None when ``config`` is given: the model then is built elsewhere
+        (by the Deployer, from a ``ModelSource`` of this config) and passed to each call."""
+        config = model.config if model is not None else config
+        self.kind = model_kind(model, where) if model is not None else generator_kind(config, where)
         self.model, self.tokenizer = model, tokenizer
         if prompt_format is None:
-            prompt_format = getattr(model.config, PROMPT_FORMAT, "{source}")
+            prompt_format = getattr(config, PROMPT_FORMAT, "{source}")
         if "{source}" not in prompt_format:
             raise LuminaryError(f"{where}: prompt_format {prompt_format!r} has no {{source}}")
-        setattr(model.config, PROMPT_FORMAT, prompt_format)
+        setattr(config, PROMPT_FORMAT, prompt_format)  # saved with the policy: it prompts the same way loaded
         self.max_new_tokens, self.prompt_format, self.append_eos = max_new_tokens, prompt_format, append_eos
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
-        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        vocab = model.get_input_embeddings().weight.shape[0] if model is not None else config.vocab_size
+        if len(tokenizer) > vocab:
             raise LuminaryError(f"{where}: the tokenizer's {len(tokenizer)} tokens do not fit the model's vocabulary")
 
     @classmethod
@@ -208,22 +244,39 @@ class Policy:
     # --- generation ----------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                 sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
-        """(actions (B, T), lengths (B,)): a sequence ends after its first EOS."""
+                 sampling: Sampling, seeds: list[int] | None = None,
+                 synced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actions (B, T), lengths (B,)): a sequence ends after its first EOS.
+
+        ``seeds``: one per row; each row is then sampled with its own generator
+        (:class:`SeededSampling`), so a row's actions depend on its seed only,
+        not on the batch it falls in nor the number of processes. Without
+        them, sampling draws from torch's global RNG. ``synced``: every process
+        runs the same number of steps (FSDP gathers weights at each one).
+        """
         model = unwrap(model)
         was_training = model.training
         model.eval()
+        seeded = sampling.do_sample and seeds is not None
+        processors = None
+        if seeded:
+            from transformers import LogitsProcessorList
+
+            processors = LogitsProcessorList([SeededSampling(seeds, sampling, prompt_ids.device)])
         config = copy.deepcopy(model.generation_config)
         config.update(max_new_tokens=sampling.max_new_tokens, min_new_tokens=None, max_length=None,
-                      do_sample=sampling.do_sample, num_beams=sampling.num_beams, num_return_sequences=1,
+                      do_sample=sampling.do_sample and not seeded, num_beams=sampling.num_beams, num_return_sequences=1,
                       pad_token_id=self.pad_id, eos_token_id=self.eos_id, bos_token_id=self.tokenizer.bos_token_id,
                       top_k=sampling.top_k if sampling.do_sample else None,
                       top_p=sampling.top_p if sampling.do_sample else None,
                       temperature=sampling.temperature if sampling.do_sample else None,
                       repetition_penalty=None, no_repeat_ngram_size=None, length_penalty=1.0,
                       output_scores=False, output_logits=False, return_dict_in_generate=False)
+        if seeded:  # the sampled token is the only one left, so greedy search takes it
+            config.update(top_k=None, top_p=None, temperature=None)
         try:
-            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+            out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config,
+                                 logits_processor=processors, synced_gpus=synced)
         finally:
             model.train(was_training)
         actions = out[:, 1:] if self.kind == "seq2seq" else out[:, prompt_ids.shape[1]:]

@@ -23,44 +23,27 @@ policy's entropy, which the Trainer logs in ``metrics.jsonl``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.rl.losses import LOSSES, policy_entropy, sql_loss
+from luminary.core.seed import derive_seed
+from luminary.rl.config import SamplingConfig, ShapingConfig, SQLConfig
+from luminary.rl.losses import policy_entropy, sql_loss
 from luminary.rl.policy import Policy, Sampling
 from luminary.rl.replay import ReplayBuffer
 from luminary.rl.rewards import RewardFn, WeightedSum
-from luminary.rl.shaping import check_range, shape_rewards
+from luminary.rl.shaping import shape_rewards
 from luminary.rl.target import TargetNetwork
 from luminary.train.trainer import Callback
 
-MODES = ("on", "off", "mixed", "alternate")
-OFF_POLICY = ("targets", "replay", "behaviour")
 
-
-@dataclass
-class SQLSettings:
-    mode: Literal["on", "off", "mixed", "alternate"] = "mixed"
-    loss: Literal["single_step", "multi_step", "mixed"] = "mixed"
-    off_policy: Literal["targets", "replay", "behaviour"] = "targets"
-    warmup_steps: int = 0
-    reward_min: float = -50.0
-    reward_max: float = 50.0
-    sampling: Sampling = field(default_factory=Sampling)
-    eval_decoding: Sampling = field(default_factory=lambda: Sampling(do_sample=False))
-    behaviour_sampling: Sampling = field(default_factory=Sampling)
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise LuminaryError(f"sql.mode: expected one of {MODES}, got {self.mode!r}")
-        if self.off_policy not in OFF_POLICY:
-            raise LuminaryError(f"sql.off_policy: expected one of {OFF_POLICY}, got {self.off_policy!r}")
-        if self.loss not in LOSSES:
-            raise LuminaryError(f"sql.loss: expected one of {tuple(LOSSES)}, got {self.loss!r}")
-        check_range(self.reward_min, self.reward_max)
+def sampling_of(config: SamplingConfig) -> Sampling:
+    """The sampler a ``sampling:`` (or ``sql.behaviour``) section describes."""
+    return Sampling(max_new_tokens=config.max_new_tokens, top_k=config.top_k, top_p=config.top_p,
+                    temperature=config.temperature)
 
 
 @dataclass
@@ -80,23 +63,37 @@ def _reward_stats(rewards: torch.Tensor, prefix: str = "") -> dict[str, float]:
 
 
 class SQLObjective:
-    """The soft Q-learning ``loss_fn`` (and its ``collate_fn``) for one policy."""
+    """The soft Q-learning ``loss_fn`` (and its ``collate_fn``) for one policy.
 
-    def __init__(self, policy: Policy, target: TargetNetwork, reward: RewardFn, settings: SQLSettings,
-                 replay: ReplayBuffer | None = None, behaviour: Policy | None = None):
-        if settings.off_policy == "replay" and replay is None and settings.mode != "on":
+    Settings come from the run config's sections as they are (``sql``,
+    ``shaping``, ``sampling``): one place for their defaults and checks.
+    ``seed`` with ``step`` and each example's index seeds the example's own
+    sampler, so what is sampled does not depend on the world size.
+    """
+
+    def __init__(self, policy: Policy, target: TargetNetwork, reward: RewardFn, sql: SQLConfig | None = None,
+                 shaping: ShapingConfig | None = None, sampling: SamplingConfig | None = None,
+                 replay: ReplayBuffer | None = None, behaviour: Policy | None = None, seed: int = 0,
+                 synced: bool = False):
+        sql, shaping, sampling = sql or SQLConfig(), shaping or ShapingConfig(), sampling or SamplingConfig()
+        if sql.off_policy == "replay" and replay is None and sql.mode != "on":
             raise LuminaryError("sql.off_policy 'replay' needs a replay buffer")
-        if settings.off_policy == "behaviour" and behaviour is None and settings.mode != "on":
+        if sql.off_policy == "behaviour" and behaviour is None and sql.mode != "on":
             raise LuminaryError("sql.off_policy 'behaviour' needs a behaviour model (sql.behaviour)")
-        self.policy, self.target, self.settings = policy, target, settings
+        self.policy, self.target, self.config, self.shaping = policy, target, sql, shaping
+        self.sampling = sampling_of(sampling)
+        self.eval_decoding = Sampling(max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                                      num_beams=sql.eval_num_beams)
+        self.behaviour_sampling = sampling_of(sql.behaviour) if sql.behaviour else Sampling()
         self.reward = reward if isinstance(reward, WeightedSum) else WeightedSum([("reward", 1.0, reward)])
         self.replay, self.behaviour = replay, behaviour
+        self.seed, self.synced = seed, synced
         self.step = 0
 
     # --- schedule ---------------------------------------------------------------------
     def phases(self, step: int) -> tuple[bool, bool]:
         """(on-policy, off-policy) terms at ``step``."""
-        s = self.settings
+        s = self.config
         if step < s.warmup_steps or s.mode == "off":
             return False, True
         if s.mode == "on":
@@ -112,19 +109,30 @@ class SQLObjective:
 
     # --- the Trainer's functions ------------------------------------------------------------
     def collate(self, examples: list[Any]) -> dict[str, Any]:
-        """Examples (``{"source", "target"}`` dicts or source strings) -> a batch."""
+        """Examples (``{"source", "target", "index"}`` dicts or source strings) -> a batch.
+
+        ``index`` (the example's place in the dataset) keys its sampler's seed;
+        without one, the source text and its place in the micro-batch do.
+        """
         sources = [e if isinstance(e, str) else str(e.get("source", "")) for e in examples]
         targets = [None if isinstance(e, str) or e.get("target") is None else str(e["target"]) for e in examples]
+        keys = [e["index"] if isinstance(e, dict) and "index" in e else (s, i) for i, (e, s) in
+                enumerate(zip(examples, sources))]
         prompt_ids, prompt_mask = self.policy.prompts(sources)
-        return {"sources": sources, "targets": targets, "input_ids": prompt_ids, "attention_mask": prompt_mask}
+        return {"sources": sources, "targets": targets, "keys": keys, "input_ids": prompt_ids,
+                "attention_mask": prompt_mask}
+
+    def seeds(self, batch: dict[str, Any], what: str) -> list[int]:
+        """One seed per example of ``batch`` for this step's ``what`` (policy or behaviour samples)."""
+        return [derive_seed("sql", what, self.seed, self.step, key) for key in batch["keys"]]
 
     def __call__(self, model: torch.nn.Module, batch: dict[str, Any], is_training: bool = True) -> dict[str, Any]:
         if not is_training:
             return self.evaluate(model, batch)
         on, off = self.phases(self.step)
         sampled = None
-        if on or (off and self.settings.off_policy == "replay"):
-            sampled = self.sample(model, batch, self.settings.sampling)
+        if on or (off and self.config.off_policy == "replay"):
+            sampled = self.sample(model, batch, self.sampling, self.seeds(batch, "policy"))
         terms, metrics = [], {}
         if on:
             loss, stats = self.path_loss(model, sampled)
@@ -141,7 +149,7 @@ class SQLObjective:
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         """Decoded (greedy or beam) outputs: their reward and path-consistency loss."""
-        decoded = self.sample(model, batch, self.settings.eval_decoding)
+        decoded = self.sample(model, batch, self.eval_decoding)
         loss, stats = self.path_loss(model, decoded)
         return {"loss": loss, "count": len(batch["sources"]), **stats}
 
@@ -150,14 +158,16 @@ class SQLObjective:
                 targets: list[str | None]) -> torch.Tensor:
         return self.reward(sources, self.policy.decode(actions, lengths), targets)
 
-    def sample(self, model: torch.nn.Module, batch: dict[str, Any], how: Sampling) -> Trajectories:
-        actions, lengths = self.policy.generate(model, batch["input_ids"], batch["attention_mask"], how)
+    def sample(self, model: torch.nn.Module, batch: dict[str, Any], how: Sampling,
+               seeds: list[int] | None = None) -> Trajectories:
+        actions, lengths = self.policy.generate(model, batch["input_ids"], batch["attention_mask"], how, seeds,
+                                                synced=self.synced)
         rewards = self.rewards(batch["sources"], actions, lengths, batch["targets"])
         return Trajectories(batch["input_ids"], batch["attention_mask"], actions, lengths, rewards)
 
     def off_policy(self, batch: dict[str, Any], sampled: Trajectories | None) -> Trajectories:
         """Actions from the dataset's targets, the replay buffer or the behaviour model."""
-        kind, sources, targets = self.settings.off_policy, batch["sources"], batch["targets"]
+        kind, sources, targets = self.config.off_policy, batch["sources"], batch["targets"]
         device = batch["input_ids"].device
         if kind == "replay":
             assert self.replay is not None and sampled is not None
@@ -173,8 +183,8 @@ class SQLObjective:
             assert self.behaviour is not None
             b = self.behaviour
             b_ids, b_mask = b.prompts(sources)
-            actions, lengths = b.generate(b.model, b_ids.to(device), b_mask.to(device),
-                                          self.settings.behaviour_sampling)
+            actions, lengths = b.generate(b.model, b_ids.to(device), b_mask.to(device), self.behaviour_sampling,
+                                          self.seeds(batch, "behaviour"))
             return self.from_texts(sources, b.decode(actions, lengths), targets, device)
         missing = [i for i, t in enumerate(targets) if t is None]
         if missing:
@@ -196,8 +206,8 @@ class SQLObjective:
         q = self.policy.q_values(model, t.prompt_ids, t.prompt_mask, t.actions, t.lengths)
         with torch.no_grad():
             q_bar = self.policy.q_values(self.target.model, t.prompt_ids, t.prompt_mask, t.actions, t.lengths)
-        shaped = shape_rewards(t.rewards.to(q.device), self.settings.reward_min, self.settings.reward_max)
-        loss = sql_loss(self.settings.loss, q, q_bar, t.actions, shaped, t.lengths)
+        shaped = shape_rewards(t.rewards.to(q.device), self.shaping.min, self.shaping.max)
+        loss = sql_loss(self.config.loss, q, q_bar, t.actions, shaped, t.lengths)
         stats = _reward_stats(t.rewards)
         stats["entropy"] = float(policy_entropy(q, t.lengths))
         stats["length"] = float(t.lengths.float().mean())

@@ -18,7 +18,7 @@ start of every step.
 
 from __future__ import annotations
 
-import copy
+from copy import deepcopy
 from typing import Literal
 
 import torch
@@ -37,7 +37,9 @@ class TargetNetwork:
     """A frozen copy of ``model``, updated by Polyak averaging or copied every ``every`` steps."""
 
     def __init__(self, model: torch.nn.Module, update: Literal["polyak", "copy"] = "polyak", tau: float = 1e-3,
-                 every: int = 1):
+                 every: int = 1, copy: bool = True):
+        """``copy``: θ̄ is a deep copy of ``model``; False: ``model`` is θ̄ itself, made apart with the
+        policy's weights (under a mesh, the Deployer makes it, sharded as the policy is)."""
         if update not in ("polyak", "copy"):
             raise LuminaryError(f"target.update: expected 'polyak' or 'copy', got {update!r}")
         if update == "polyak" and not 0.0 < tau <= 1.0:
@@ -45,7 +47,7 @@ class TargetNetwork:
         if every < 1:
             raise LuminaryError(f"target.every: must be >= 1, got {every}")
         self.update_kind, self.tau, self.every = update, tau, every
-        self.model = copy.deepcopy(unwrap(model)).eval()
+        self.model = (deepcopy(unwrap(model)) if copy else unwrap(model)).eval()
         self.model.requires_grad_(False)
 
     @torch.no_grad()
@@ -64,12 +66,19 @@ class TargetNetwork:
                 tensor.copy_(source[name])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {name: t.detach().clone() for name, t in _tensors(self.model).items()}
+        """θ̄ whole, on the CPU (a sharded θ̄ is gathered: every rank calls this)."""
+        return {name: _whole(t).detach().cpu().clone() for name, t in _tensors(self.model).items()}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        from luminary.models.source import place
+
         mine = _tensors(self.model)
         if set(state) != set(mine):
             raise LuminaryError("target network: the checkpointed state does not fit the policy")
         for name, tensor in mine.items():
-            tensor.copy_(state[name])
+            place(tensor, state[name])
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t

@@ -149,15 +149,16 @@ def sampled_reward(task: ToyTask, policy, n: int = 256, seed: int = 1234) -> flo
 def run_toy(task: ToyTask, method: str, seed: int = 0, steps: int = 600, batch: int = 32, lr: float = 0.01,
             tau: float = 0.01, shaping: float = 50.0) -> dict:
     """Train a fresh GRU policy by ``method`` (``mle`` or an SQL mode) and score it."""
-    from luminary.rl.policy import Policy, Sampling
-    from luminary.rl.sql import SQLCallback, SQLObjective, SQLSettings
+    from luminary.rl.config import SamplingConfig, ShapingConfig, SQLConfig
+    from luminary.rl.policy import Policy
+    from luminary.rl.sql import SQLCallback, SQLObjective
     from luminary.rl.target import TargetNetwork
     from luminary.train import Deployer, OptimizerConfig, Trainer
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
 
     model = task.policy_model(seed=seed)
     policy = Policy(model, toy_tokenizer(task.vocab), max_new_tokens=task.length)
-    deployer = Deployer(seed=seed, mixed_precision="no", verbose=False, device="cpu")
+    deployer = Deployer(seed=seed, precision="fp32", verbose=False, device="cpu")
     optimizer = OptimizerConfig(lr=lr, betas=(0.9, 0.999))
     if method == "mle":
         tok = policy.tokenizer
@@ -165,9 +166,9 @@ def run_toy(task: ToyTask, method: str, seed: int = 0, steps: int = 600, batch: 
         trainer = Trainer(deployer, causal_lm_collate, causal_lm_loss, model, optimizer, max_grad_norm=5.0)
         records = trainer.fit(data, per_device_batch_size=batch, max_steps=steps)
     else:
-        objective = SQLObjective(policy, TargetNetwork(model, tau=tau), task.reward,
-                                 SQLSettings(mode=method, reward_min=-shaping, reward_max=shaping,
-                                             sampling=Sampling(max_new_tokens=task.length)))
+        objective = SQLObjective(policy, TargetNetwork(model, tau=tau), task.reward, SQLConfig(mode=method),
+                                 ShapingConfig(min=-shaping, max=shaping), SamplingConfig(max_new_tokens=task.length),
+                                 seed=seed)
         trainer = Trainer(deployer, objective.collate, objective, model, optimizer, max_grad_norm=5.0,
                           callbacks=[SQLCallback(objective)])
         records = trainer.fit(task.examples(), per_device_batch_size=batch, max_steps=steps)

@@ -114,9 +114,10 @@ def run_demo(config: DemoConfig, out: str | Path) -> dict[str, Any]:
     write_jsonl(out / "data" / "scorer_train.jsonl", examples)
 
     backbone = config.scorer.model or str(copy_backbone(default_backbone(), out / "backbone"))
-    scorer_cfg = config.scorer.model_copy(update={"model": backbone, "data": str(out / "data" / "scorer_train.jsonl"),
-                                                  "seed": config.seed})
-    trained = train_scorer(ScorerTrainConfig(**scorer_cfg.model_dump()), out / "scorer-run")
+    scorer_cfg = config.scorer.model_dump()
+    scorer_cfg.update(model=backbone, data=str(out / "data" / "scorer_train.jsonl"))
+    scorer_cfg["deploy"]["seed"] = config.seed
+    trained = train_scorer(ScorerTrainConfig(**scorer_cfg), out / "scorer-run")
     scorer = Scorer.from_pretrained(trained["scorer"], max_length=config.scorer.max_length)
 
     report: dict[str, Any] = {
@@ -139,7 +140,8 @@ def _generator(config: DemoConfig, train: list[dict[str, Any]], out: Path) -> Ge
     tuning = config.generator_tuning
     folder = config.generator
     if folder is None or tuning.steps:
-        folder = train_generator(train, out / "generator-run", tuning, base=config.generator, seed=config.seed)
+        tuning = tuning.model_copy(update={"deploy": tuning.deploy.model_copy(update={"seed": config.seed})})
+        folder = train_generator(train, out / "generator-run", tuning, base=config.generator)
     return Generator.from_pretrained(folder, prompt_template=tuning.prompt_template, stop=tuning.stop,
                                      max_new_tokens=tuning.max_new_tokens)
 

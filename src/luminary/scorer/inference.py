@@ -31,7 +31,7 @@ def make_deployer(device: str | None = None) -> Deployer:
     """A Deployer for inference that leaves the caller's RNG states as they were
     (constructing one seeds every RNG)."""
     state = rng_state()
-    deployer = Deployer(device=device, seed=0, verbose=False)
+    deployer = Deployer(device=device or "auto", seed=0, verbose=False)
     set_rng_state(state)
     return deployer
 

@@ -49,14 +49,13 @@ class Scorer:
         max_length: pairs are truncated to this many tokens, the longer part first.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_length: int = MAX_LENGTH):
-        check_one_output(model.config, type(model).__name__)
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module | None, tokenizer: Any, max_length: int = MAX_LENGTH,
+                 config: Any = None):
+        config = config if config is not None else model.config
+        check_one_output(config, type(model).__name__ if model is not None else "scorer")
+        self.model = model.eval() if model is not None else None
         self.tokenizer = tokenizer
-        limit = getattr(model.config, "max_position_embeddings", None) or max_length
-        # RoBERTa reserves two positions for its padding offset
-        reserved = 2 if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
-        self.max_length = min(max_length, limit - reserved)
+        self.max_length = pair_limit(config, max_length)
 
     # --- building and loading ------------------------------------------------------
     @classmethod
@@ -89,20 +88,10 @@ class Scorer:
         scorer is loaded as it is.
         """
         path = Path(path)
-        config = load_config(path)
-        if is_scorer_config(config):
+        if is_scorer_config(load_config(path)):
             return cls.from_pretrained(path, allow_pickle=allow_pickle, max_length=max_length)
-        overrides: dict[str, Any] = {"num_labels": 1, "problem_type": "regression"}
-        if num_layers is not None:
-            total = getattr(config, "num_hidden_layers", None)
-            if total is None or not 1 <= num_layers <= total:
-                raise LuminaryError(f"num_layers: {num_layers} is not between 1 and the backbone's {total} layers")
-            overrides["num_hidden_layers"] = num_layers
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle,
-                               config_overrides=overrides)
-        return cls(model, load_tokenizer(path), max_length=max_length)
+        source = scorer_source(path, seed, allow_pickle, num_layers)
+        return cls(source.build(), load_tokenizer(path), max_length=max_length)
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write a Cappy-format folder (safetensors, tokenizer, MANIFEST.sha256) atomically."""
@@ -125,6 +114,38 @@ class Scorer:
     def pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return 0 if pad is None else pad
+
+
+def pair_limit(config: Any, max_length: int = MAX_LENGTH) -> int:
+    """Tokens a pair may have: ``max_length``, within the model's positions."""
+    limit = getattr(config, "max_position_embeddings", None) or max_length
+    # RoBERTa reserves two positions for its padding offset
+    reserved = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    return min(max_length, limit - reserved)
+
+
+def scorer_source(path: str | Path, seed: int = 0, allow_pickle: bool = False, num_layers: int | None = None,
+                  where: str = "model"):
+    """A scorer folder as it is, or an encoder folder plus a fresh one-output head, as a ``ModelSource``.
+
+    ``num_layers`` keeps only a new scorer's first encoder layers.
+    """
+    from luminary.models.source import ModelSource
+
+    path = Path(path)
+    config = load_config(path)
+    if is_scorer_config(config):
+        check_one_output(config, path)
+        if num_layers is not None:
+            raise LuminaryError(f"num_layers: {path} is a scorer already; num_layers applies to a new one")
+        return ModelSource.from_folder(path, AutoModelForSequenceClassification, seed, where, allow_pickle)
+    overrides: dict[str, Any] = {"num_labels": 1, "problem_type": "regression"}
+    if num_layers is not None:
+        total = getattr(config, "num_hidden_layers", None)
+        if total is None or not 1 <= num_layers <= total:
+            raise LuminaryError(f"num_layers: {num_layers} is not between 1 and the backbone's {total} layers")
+        overrides["num_hidden_layers"] = num_layers
+    return ModelSource.from_folder(path, AutoModelForSequenceClassification, seed, where, allow_pickle, overrides)
 
 
 def pad_pairs(features: Sequence[dict[str, list[int]]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:

@@ -16,24 +16,35 @@ import functools
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from luminary.core.config import Config, dump_config
+from luminary.core.config import Config
+from luminary.core.deploy import MOVED_TO_DEPLOY, CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, read_jsonl, write_manifest
-from luminary.core.runs import write_run_json
+from luminary.core.runs import list_checkpoints
+from luminary.models.loading import load_tokenizer
 from luminary.scorer.inference import predict_score
 from luminary.scorer.metrics import label_auc
-from luminary.scorer.model import Scorer, pad_pairs
-from luminary.train import CheckpointPolicy, Deployer, Predictor, ScheduleConfig, Trainer, build_schedule
-from luminary.core.runs import list_checkpoints
+from luminary.scorer.model import Scorer, pad_pairs, scorer_source
+from luminary.train import Evaluation, Predictor, ScheduleConfig, build_schedule
+from luminary.train.run import fit_run, start_run
+
+
+class ScorerCheckpoints(CheckpointPolicy):
+    keep_last: int | None = Field(1, ge=1, description="the scorer is exported from the last one")
+
+
+class ScorerDeploy(DeployConfig):
+    checkpoints: ScorerCheckpoints = Field(default_factory=ScorerCheckpoints)
 
 
 class ScorerTrainConfig(Config):
+    moved_keys = MOVED_TO_DEPLOY
     model: str = Field(description="a scorer folder, or a pretrained encoder folder (a one-output head is added)")
     data: str = Field(description="JSONL of {instruction, response, label} (luminary scorer build-data)")
     eval_data: str | None = Field(None, description="held-out JSONL of the same shape: eval MSE, and AUC of labels 1 vs 0")
@@ -52,9 +63,8 @@ class ScorerTrainConfig(Config):
     head_lr_mult: float = Field(1.0, gt=0, description="learning-rate multiplier of the head (outside the base model)")
     eval_every: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(32, ge=1)
-    seed: int = 0
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
     allow_pickle: bool = False
+    deploy: ScorerDeploy = Field(default_factory=ScorerDeploy)
 
 
 def read_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -119,36 +129,31 @@ def train_scorer(config: ScorerTrainConfig, out: str | Path, resume: bool = Fals
     Returns ``{"records": step records, "scorer": path}``.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
+    deploy = config.deploy
     train_examples = read_examples(config.data)
     eval_examples = read_examples(config.eval_data) if config.eval_data else None
-    scorer = Scorer.from_backbone(config.model, seed=config.seed, allow_pickle=config.allow_pickle,
-                                  max_length=config.max_length, num_layers=config.num_layers)
+    source = scorer_source(config.model, deploy.seed, config.allow_pickle, config.num_layers)
     if config.freeze_embeddings:
-        scorer.model.get_input_embeddings().weight.requires_grad_(False)
-    out.mkdir(parents=True, exist_ok=True)
-    deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision)
-    if deployer.is_main:
-        write_run_json(out, dump_config(config), config.seed, {"n_train_examples": len(train_examples)})
-    global_batch = config.per_device_batch_size * config.accumulate_grad_batches * deployer.dp_size
-    total = config.max_steps or max(1, math.ceil(config.n_epochs * len(train_examples) / global_batch))
-    collate = functools.partial(collate_labelled, scorer=scorer)
-    trainer = Trainer(deployer, collate, mse_loss, scorer.model, optimizer=build_scorer_optimizer(scorer.model, config),
-                      lr_schedule=linear_warmup_schedule(config.lr, config.warmup_ratio, total),
-                      accumulate_grad_batches=config.accumulate_grad_batches, max_grad_norm=config.max_grad_norm,
-                      tokenizer=scorer.tokenizer)
-    has_both = eval_examples is not None and {0.0, 1.0} <= {float(e["label"]) for e in eval_examples}
-    predictor = Predictor(deployer, functools.partial(pad_pairs, pad_id=scorer.pad_id), predict_score)
-    eval_features = scorer.encode([e["instruction"] for e in eval_examples],
-                                  [e["response"] for e in eval_examples]) if eval_examples else None
-    records = trainer.fit(
-        train_examples, config.per_device_batch_size, max_steps=total,
-        eval_examples=eval_examples, eval_every=(config.eval_every or total) if eval_examples else None,
-        eval_per_device_batch_size=config.eval_batch_size,
-        eval_predictor=_FeaturePredictor(predictor, eval_features) if has_both else None,
-        eval_metric_fn=(lambda examples, scores: {"auc": label_auc(examples, scores)}) if has_both else None,
-        checkpoint=CheckpointPolicy(at_end=True, keep_last=1), resume=resume,
+        source.adjust.append(lambda model: model.get_input_embeddings().weight.requires_grad_(False))
+    scorer = Scorer(None, load_tokenizer(config.model), config.max_length, config=source.config)
+    deployer = start_run(out, deploy, config, resume=resume, model_config=source.config,
+                         info={"n_train_examples": len(train_examples)})
+    evaluation = None
+    if eval_examples is not None:
+        has_both = {0.0, 1.0} <= {float(e["label"]) for e in eval_examples}
+        features = scorer.encode([e["instruction"] for e in eval_examples], [e["response"] for e in eval_examples])
+        predictor = Predictor(deployer, functools.partial(pad_pairs, pad_id=scorer.pad_id), predict_score)
+        evaluation = Evaluation(
+            eval_examples, every=config.eval_every, batch_size=config.eval_batch_size,
+            predictor=_FeaturePredictor(predictor, features) if has_both else None,
+            metric_fn=(lambda examples, scores: {"auc": label_auc(examples, scores)}) if has_both else None)
+    result = fit_run(
+        deployer, source, functools.partial(collate_labelled, scorer=scorer), mse_loss, train_examples,
+        per_device_batch_size=config.per_device_batch_size, accumulate_grad_batches=config.accumulate_grad_batches,
+        max_steps=config.max_steps, n_epochs=config.n_epochs,
+        optimizer=functools.partial(build_scorer_optimizer, config=config),
+        schedule=lambda total: linear_warmup_schedule(config.lr, config.warmup_ratio, total),
+        max_grad_norm=config.max_grad_norm, evaluation=evaluation, tokenizer=scorer.tokenizer, resume=resume,
     )
     found = list_checkpoints(out / "checkpoints")
     if not found:
@@ -157,7 +162,7 @@ def train_scorer(config: ScorerTrainConfig, out: str | Path, resume: bool = Fals
     if deployer.is_main:
         export_checkpoint(found[-1][1], path)
     deployer.barrier()
-    return {"records": records, "scorer": path}
+    return {"records": result.records, "scorer": path}
 
 
 class _FeaturePredictor:

@@ -19,11 +19,17 @@ import numpy as np
 from pydantic import Field
 
 from luminary.core.config import Config
+from luminary.core.deploy import CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
-from luminary.train import CheckpointPolicy, Deployer, OptimizerConfig, ScheduleConfig, Trainer, build_schedule
 from luminary.core.runs import list_checkpoints
+from luminary.train import OptimizerConfig, ScheduleConfig
 from luminary.train.labels import IGNORE
 from luminary.train.losses import causal_lm_collate, causal_lm_loss
+from luminary.train.run import CAUSAL_LM, fit_run, start_run
+
+
+class TuningDeploy(DeployConfig):
+    checkpoints: CheckpointPolicy = Field(default_factory=lambda: CheckpointPolicy(keep_last=1))
 
 
 class GeneratorTuning(Config):
@@ -37,6 +43,7 @@ class GeneratorTuning(Config):
     prompt_template: str = "{instruction}\nAnswer: "
     stop: list[str] = ["\n"]
     max_new_tokens: int = Field(64, ge=1)
+    deploy: TuningDeploy = Field(default_factory=TuningDeploy)
 
 
 def instruction_examples(rows: Sequence[dict[str, Any]], tokenizer: Any, template: str,
@@ -62,39 +69,43 @@ def instruction_examples(rows: Sequence[dict[str, Any]], tokenizer: Any, templat
 
 
 def fresh_generator(rows: Sequence[dict[str, Any]], tuning: GeneratorTuning, seed: int) -> tuple[Any, Any]:
-    """A preset with random weights and a BPE learnt on the rows' prompts and references."""
+    """A preset (as a ``ModelSource``) and a BPE learnt on the rows' prompts and references."""
     from luminary.data.tokenizer import train_bpe
-    from luminary.models import build_model
+    from luminary.models.source import ModelSource
 
     texts = [tuning.prompt_template.format(instruction=r["instruction"]) + " ".join(r["references"]) for r in rows]
     tokenizer = train_bpe(texts, vocab_size=tuning.vocab_size)
-    model = build_model(tuning.preset, len(tokenizer), seed=seed, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return model, tokenizer
+    source = ModelSource.from_preset(tuning.preset, len(tokenizer), seed=seed, bos_token_id=tokenizer.bos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return source, tokenizer
 
 
 def train_generator(rows: Sequence[dict[str, Any]], out: str | Path, tuning: GeneratorTuning,
-                    base: str | Path | None = None, seed: int = 0) -> Path:
+                    base: str | Path | None = None) -> Path:
     """Tune ``base`` (a causal-LM folder; None: a fresh preset) on ``rows``; returns ``out/model``."""
-    from luminary.models import load_model, load_tokenizer
+    from luminary.models import load_tokenizer
+    from luminary.models.source import ModelSource
     from luminary.scorer.train import export_checkpoint
 
     out = Path(out)
+    seed = tuning.deploy.seed
     if base is not None:
-        model, tokenizer = load_model(base), load_tokenizer(base)
-        if getattr(model.config, "is_encoder_decoder", False):
+        source, tokenizer = ModelSource.from_folder(base, seed=seed, where="generator"), load_tokenizer(base)
+        if getattr(source.config, "is_encoder_decoder", False):
             raise LuminaryError(f"{base}: tuning covers causal LMs; give tuning steps 0 for a seq2seq generator")
     else:
-        model, tokenizer = fresh_generator(rows, tuning, seed)
+        source, tokenizer = fresh_generator(rows, tuning, seed)
     examples = instruction_examples(rows, tokenizer, tuning.prompt_template, tuning.max_seq_len)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     steps = max(tuning.steps, 1)
-    trainer = Trainer(Deployer(workdir=out, seed=seed), functools.partial(causal_lm_collate, pad_id=pad),
-                      causal_lm_loss, model, optimizer=OptimizerConfig(lr=tuning.lr, weight_decay=0.0),
-                      lr_schedule=build_schedule(ScheduleConfig(kind="cosine", peak_lr=tuning.lr,
-                                                                warmup_steps=min(tuning.warmup_steps, steps - 1)),
-                                                 steps),
-                      tokenizer=tokenizer)
-    trainer.fit(examples, tuning.batch_size, max_steps=steps, checkpoint=CheckpointPolicy(at_end=True, keep_last=1),
-                resume=False)
-    return export_checkpoint(list_checkpoints(out / "checkpoints")[-1][1], out / "model")
+    deployer = start_run(out, tuning.deploy, tuning, needs=CAUSAL_LM, model_config=source.config)
+    fit_run(deployer, source, functools.partial(causal_lm_collate, pad_id=pad),
+            functools.partial(causal_lm_loss, fused=tuning.deploy.fused_cross_entropy), examples,
+            per_device_batch_size=tuning.batch_size, max_steps=steps,
+            optimizer=OptimizerConfig(lr=tuning.lr, weight_decay=0.0),
+            schedule=ScheduleConfig(kind="cosine", peak_lr=tuning.lr, warmup_steps=min(tuning.warmup_steps, steps - 1)),
+            tokenizer=tokenizer)
+    if deployer.is_main:
+        export_checkpoint(list_checkpoints(out / "checkpoints")[-1][1], out / "model")
+    deployer.barrier()
+    return out / "model"

@@ -2,22 +2,26 @@
 
 Documents come from text files (one document per file) or JSONL (one per
 line, from ``text_field``); they are tokenized, joined with EOS and cut into
-blocks of ``seq_len`` tokens, then trained through the one Trainer.
+blocks of ``seq_len`` tokens, then trained through the one Trainer on the
+config's ``deploy:`` settings.
+
+One CPU process:  luminary train examples/finetune-tiny.yaml --out runs/finetune-tiny
+Many processes:   torchrun --standalone --nproc-per-node 4 -m luminary train CONFIG --out DIR   (deploy.tp: 2)
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from luminary.core.config import Config, dump_config
+from luminary.core.config import Config
+from luminary.core.deploy import MOVED_TO_DEPLOY, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.core.io import read_jsonl
-from luminary.core.runs import write_run_json
-from luminary.train.fused_ce import check_fusable, check_unsharded
 from luminary.train.optim import OptimizerConfig
 from luminary.train.schedules import ScheduleConfig
 
@@ -32,6 +36,9 @@ class DataConfig(Config):
 
 
 class TrainLoopConfig(Config):
+    """How long and in what batches: the loop settings a capability's ``train:`` section holds."""
+
+    moved_keys = MOVED_TO_DEPLOY
     per_device_batch_size: int = Field(8, ge=1)
     accumulate_grad_batches: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=0)
@@ -46,27 +53,15 @@ class TrainLoopConfig(Config):
         return self
 
 
-class CheckpointConfig(Config):
-    every: int | None = Field(None, ge=1)
-    steps: list[int] = []
-    keep_last: int | None = Field(None, ge=1)
-
-
 class FinetuneConfig(Config):
+    moved_keys = MOVED_TO_DEPLOY
     model: str = Field(description="a model folder, or a preset name (then give tokenizer)")
     tokenizer: str | None = None
     data: DataConfig
     train: TrainLoopConfig
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig | None = None
-    checkpoints: CheckpointConfig = CheckpointConfig()
-    seed: int = 0
-    mixed_precision: Literal["auto", "bf16", "no"] = "auto"
-    compile: bool = False
-    fused_cross_entropy: bool = Field(False, description="output projection and loss in token chunks")
-    activation_checkpointing: bool = Field(False, description="recompute each block in backward")
-    float8: bool = Field(False, description="the blocks' linear layers multiply in float8 (sm89+; tp_size 1)")
-    tp_size: int = Field(1, ge=1)
+    deploy: DeployConfig = DeployConfig()
     allow_pickle: bool = False
 
 
@@ -110,66 +105,53 @@ def pack_blocks(docs: list[str], tokenizer, seq_len: int) -> list[np.ndarray]:
     return list(arr)
 
 
+def model_source(model: str, tokenizer, seed: int, allow_pickle: bool = False, where: str = "model"):
+    """A preset (fresh weights for the tokenizer's vocabulary) or a causal-LM folder, as a ``ModelSource``."""
+    from luminary.models.presets import FAMILIES, PRESETS
+    from luminary.models.source import ModelSource
+
+    if model in PRESETS or model in FAMILIES:
+        return ModelSource.from_preset(model, len(tokenizer), seed=seed, bos_token_id=tokenizer.bos_token_id,
+                                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return ModelSource.from_folder(model, seed=seed, allow_pickle=allow_pickle, where=where)
+
+
 def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> list[dict]:
     """Train as the config says into run folder ``out``; returns the step records."""
-    import functools
-
-    from luminary.models import build_model, load_model, load_tokenizer
+    from luminary.models import load_tokenizer
+    from luminary.models.loading import load_config
     from luminary.models.presets import FAMILIES, PRESETS
-    from luminary.train import CheckpointPolicy, Deployer, Trainer, build_schedule
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
+    from luminary.train.run import CAUSAL_LM, fit_run, start_run
+    from luminary.train.trainer import Evaluation
 
-    if config.fused_cross_entropy:
-        check_unsharded("fused_cross_entropy", config.tp_size)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise LuminaryError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
     is_preset = config.model in PRESETS or config.model in FAMILIES
+    if not is_preset:
+        load_config(config.model)  # a missing or broken model folder is named before its tokenizer
     tok_path = config.tokenizer or (None if is_preset else config.model)
     if tok_path is None:
         raise LuminaryError("tokenizer: a preset model needs a tokenizer folder")
     tokenizer = load_tokenizer(tok_path)
-    if is_preset:
-        model = build_model(config.model, len(tokenizer), seed=config.seed,
-                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
-    else:
-        model = load_model(config.model, allow_pickle=config.allow_pickle)
-    vocab = model.get_input_embeddings().weight.shape[0]
+    deploy = config.deploy
+    source = model_source(config.model, tokenizer, deploy.seed, config.allow_pickle)
+    vocab = source.config.vocab_size
     if len(tokenizer) > vocab:
         raise LuminaryError(f"tokenizer: {len(tokenizer)} tokens do not fit the model's vocabulary of {vocab}")
-    if config.fused_cross_entropy:
-        check_fusable(model)
     blocks = pack_blocks(read_documents(config.data), tokenizer, config.data.seq_len)
     n_eval = int(len(blocks) * config.data.eval_fraction)
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(blocks))
+    order = np.random.default_rng(deploy.seed).permutation(len(blocks))
     eval_blocks = [blocks[i] for i in order[:n_eval]]
     train_blocks = [blocks[i] for i in order[n_eval:]]
 
-    if config.tp_size > 1:
-        from luminary.parallel.plan import check_heads
-
-        check_heads(model, config.tp_size)
-    out.mkdir(parents=True, exist_ok=True)
-    deployer = Deployer(workdir=out, seed=config.seed, mixed_precision=config.mixed_precision,
-                        compile=config.compile, tp_size=config.tp_size,
-                        activation_checkpointing=config.activation_checkpointing, float8=config.float8)
-    if deployer.is_main:
-        write_run_json(out, dump_config(config), config.seed)
+    deployer = start_run(out, deploy, config, resume=resume, needs=CAUSAL_LM, model_config=source.config)
     t = config.train
-    global_batch = t.per_device_batch_size * t.accumulate_grad_batches * deployer.dp_size
-    total = t.max_steps if t.max_steps is not None else max(1, -(-int(t.n_epochs * len(train_blocks)) // global_batch))
-    schedule = build_schedule(config.schedule, total) if config.schedule else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    trainer = Trainer(
-        deployer, functools.partial(causal_lm_collate, pad_id=pad),
-        functools.partial(causal_lm_loss, fused=config.fused_cross_entropy), model,
-        optimizer=config.optimizer, lr_schedule=schedule,
-        accumulate_grad_batches=t.accumulate_grad_batches, max_grad_norm=t.max_grad_norm, tokenizer=tokenizer,
+    evaluation = Evaluation(eval_blocks, every=t.eval_every) if eval_blocks and t.eval_every else None
+    result = fit_run(
+        deployer, source, functools.partial(causal_lm_collate, pad_id=pad),
+        functools.partial(causal_lm_loss, fused=deploy.fused_cross_entropy), train_blocks,
+        per_device_batch_size=t.per_device_batch_size, accumulate_grad_batches=t.accumulate_grad_batches,
+        max_steps=t.max_steps, n_epochs=t.n_epochs, optimizer=config.optimizer, schedule=config.schedule,
+        max_grad_norm=t.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer, resume=resume,
     )
-    c = config.checkpoints
-    return trainer.fit(
-        train_blocks, t.per_device_batch_size, max_steps=total,
-        eval_examples=eval_blocks or None, eval_every=t.eval_every if eval_blocks else None,
-        checkpoint=CheckpointPolicy(every=c.every, steps=c.steps, keep_last=c.keep_last), resume=resume,
-    )
+    return result.records

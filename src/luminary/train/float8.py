@@ -114,7 +114,7 @@ def convert_to_float8(model: nn.Module, device: torch.device | str | None = None
     Layers whose input or output width is not a multiple of 16 stay as they are.
     ``device``: where it will train; a CUDA device must do float8 products (sm89+).
     """
-    from luminary.parallel.trace import list_blocks
+    from luminary.core.modules import list_blocks
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):

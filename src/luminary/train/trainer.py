@@ -1,17 +1,23 @@
 """The Trainer: Redco's three-function training on PyTorch.
 
 The user writes ``collate_fn(examples) -> batch`` and ``loss_fn(model, batch,
-is_training) -> loss``; the Trainer does the rest: batches by global sample
+is_training) -> dict``; the Trainer does the rest: batches by global sample
 index, gradient accumulation, mixed precision, clipping, the learning-rate
-schedule, ``metrics.jsonl``, checkpoints and exact resume.
+schedule, ``metrics.jsonl`` (and the other sinks of ``deploy.log``),
+checkpoints and exact resume.
 
-``loss_fn`` returns either a scalar (the mean over its micro-batch) or a dict
-with ``loss`` (a mean), optional ``count`` (how many items that mean is over,
-e.g. target tokens) and any other scalars to log. The Trainer backpropagates
-``loss × count`` and divides the accumulated gradients by the global count, so
-the update uses the mean over all items of the global batch however they fall
-into micro-batches and ranks (torchtune #2307: normalise by the global count,
-in one place).
+``loss_fn`` returns one shape: ``{"loss": mean, "count": n, **scalars}``.
+``loss`` is the mean over the ``count`` items of its micro-batch (target
+tokens, pairs, sequences; ``count`` defaults to 1), and every other entry is
+a scalar to log. The Trainer backpropagates ``loss × count`` and divides the
+accumulated gradients by the global count, so the update uses the mean over
+all items of the global batch however they fall into micro-batches and ranks
+(torchtune #2307: normalise by the global count, in one place).
+
+With ``deploy.loader.prefetch`` the next micro-batch (the next step's first,
+too) is collated in a worker thread while the current one runs, and pinned
+when the device is a GPU; ``collate_fn`` must therefore not draw from the
+global RNGs (seed a generator per example instead).
 
 One process on the CPU (from the repository root):
     python -c "from luminary.train import Trainer"   # see docs/train.md
@@ -22,38 +28,46 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from luminary.core.deploy import CheckpointPolicy
 from luminary.core.errors import LuminaryError
+from luminary.core.modules import unwrap
 from luminary.core.progress import progress_bar
 from luminary.core.runs import MetricsLog, checkpoint_name, list_checkpoints
 from luminary.core.seed import rng_state, set_rng_state
+from luminary.models.source import ModelSource
 from luminary.train import checkpoint as ckpt
 from luminary.train.data import as_source, batch_hash, example_digest
-from luminary.core.modules import unwrap
-from luminary.train.deployer import Deployer
+from luminary.train.deployer import Deployer, pin_tree
 from luminary.train.optim import build_optimizer
+from luminary.train.sinks import Sinks
 
 
 @dataclass
-class CheckpointPolicy:
-    """When to save: every N steps, at listed steps, at the end; keep the last K."""
+class Evaluation:
+    """What ``fit`` evaluates, and when.
 
+    Every ``every`` steps and after the last one: the mean of ``loss_fn(model,
+    batch, False)`` over ``examples`` (weighted by count), logged as
+    ``eval_loss`` and ``eval_<scalar>``; with a ``predictor`` and a
+    ``metric_fn(examples, predictions) -> {name: value}``, those metrics too.
+    ``every`` None: after the last step only.
+    """
+
+    examples: Sequence[Any]
     every: int | None = None
-    steps: Sequence[int] = ()
-    keep_last: int | None = None
-    at_end: bool = True
+    batch_size: int | None = None  # default: the training per-device batch size
+    predictor: Any = None
+    metric_fn: Callable[[Sequence[Any], list[Any]], dict[str, float]] | None = None
 
     def due(self, step: int, last_step: int) -> bool:
-        return (
-            (self.every is not None and step % self.every == 0)
-            or step in self.steps
-            or (self.at_end and step == last_step)
-        )
+        return step == last_step or (self.every is not None and step % self.every == 0)
 
 
 class Callback:
@@ -74,17 +88,10 @@ def unpack_loss(out: Any) -> tuple[torch.Tensor, Any, dict[str, Any]]:
     Values stay tensors where they are tensors: the step reads them back to the
     host once, at its end, so the device is never waited on mid-step.
     """
-    if isinstance(out, torch.Tensor):
-        return out, 1.0, {}
-    if isinstance(out, dict):
-        extra = {k: v for k, v in out.items() if k not in ("loss", "count")}
-        return out["loss"], out.get("count", 1.0), extra
-    if isinstance(out, tuple) and len(out) == 2:
-        loss, extra = out
-        extra = dict(extra)
-        count = extra.pop("count", 1.0)
-        return loss, count, extra
-    raise TypeError("loss_fn must return a tensor, a dict with 'loss', or (loss, metrics)")
+    if not isinstance(out, dict) or "loss" not in out:
+        raise TypeError(f"loss_fn must return a dict {{'loss': mean, 'count': n, ...}}, got {type(out).__name__}")
+    extra = {k: v for k, v in out.items() if k not in ("loss", "count")}
+    return out["loss"], out.get("count", 1.0), extra
 
 
 def count_tokens(batch: Any) -> int:
@@ -97,15 +104,56 @@ def count_tokens(batch: Any) -> int:
     return 0
 
 
+class Prefetcher:
+    """Collates micro-batches ahead in a worker thread (and pins them for a GPU).
+
+    ``submit(examples)`` starts collating a micro-batch that comes later;
+    ``get(examples)`` returns it (the same list object), or collates it now.
+    """
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any], pin: bool, enabled: bool):
+        self.collate_fn, self.pin, self.enabled = collate_fn, pin, enabled
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[int, tuple[list[Any], Future]] = {}
+
+    def _make(self, examples: list[Any]) -> tuple[Any, int]:
+        batch = self.collate_fn(examples)
+        tokens = count_tokens(batch)
+        return (pin_tree(batch) if self.pin else batch), tokens
+
+    def submit(self, examples: list[Any] | None) -> None:
+        if not self.enabled or examples is None:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="luminary-collate")
+        self._ahead[id(examples)] = (examples, self._pool.submit(self._make, examples))
+
+    def get(self, examples: list[Any]) -> tuple[Any, int]:
+        """(batch, its tokens) for ``examples``: the prefetched one if it is this, else made now."""
+        ahead = self._ahead.pop(id(examples), None)
+        if ahead is not None and ahead[0] is examples:
+            return ahead[1].result()
+        return self._make(examples)
+
+    def close(self) -> None:
+        """Drop what was collated ahead and stop the worker (a later ``submit`` starts another)."""
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 class Trainer:
     """Fits ``model`` with ``loss_fn`` on batches made by ``collate_fn``.
 
     Args:
-        deployer: run settings (device, precision, workdir, mesh).
+        deployer: run settings (device, precision, workdir, mesh; ``Deployer.from_config``).
         collate_fn: list of examples -> batch (tensors moved to the device for you).
-        loss_fn: (model, batch, is_training) -> loss (see module docstring).
-        model: a ``torch.nn.Module``; a transformers model is saved with ``save_pretrained``.
-        optimizer: an optimizer, an ``OptimizerConfig``, or None for AdamW defaults.
+        loss_fn: (model, batch, is_training) -> ``{"loss", "count", ...}`` (see module docstring).
+        model: a ``torch.nn.Module``, or a ``ModelSource`` (built on the meta device, each
+            process making only its part); a transformers model is saved with ``save_pretrained``.
+        optimizer: an optimizer, an ``OptimizerConfig``, a callable model -> optimizer, or None
+            for AdamW defaults.
         lr_schedule: step -> learning rate; multiplied by each group's ``lr_mult``.
         accumulate_grad_batches: micro-batches per optimizer update.
         max_grad_norm: clip to this global L2 norm (None: no clipping; the norm is logged anyway).
@@ -119,7 +167,7 @@ class Trainer:
         deployer: Deployer,
         collate_fn: Callable[[list[Any]], Any],
         loss_fn: Callable[..., Any],
-        model: torch.nn.Module,
+        model: torch.nn.Module | ModelSource,
         optimizer: Any = None,
         lr_schedule: Callable[[int], float] | None = None,
         accumulate_grad_batches: int = 1,
@@ -132,10 +180,13 @@ class Trainer:
             raise LuminaryError("accumulate_grad_batches must be >= 1")
         self.deployer = deployer
         self.collate_fn = collate_fn
-        # with compile, the loss is compiled around the (compiled) model: one graph, cross-entropy included
-        self.loss_fn = torch.compile(loss_fn) if deployer.compile else loss_fn
+        # with compile in one process, the loss is compiled around the model: one graph, the compiled
+        # blocks inlined and the cross-entropy included; under a mesh only the blocks are (FSDP2's hooks stay out)
+        self.loss_fn = torch.compile(loss_fn) if deployer.compile and not deployer.distributed else loss_fn
         self.model = deployer.prepare_model(model)
-        if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
+        if callable(optimizer) and not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = optimizer(unwrap(self.model))
+        if not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = build_optimizer(unwrap(self.model), optimizer)
         self.optimizer = optimizer
         base_lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_mult", 1.0)
@@ -149,6 +200,9 @@ class Trainer:
         self.tokens_seen = 0
         self.source: Any = None
         self.metrics: MetricsLog | None = None
+        self.sinks: Sinks | None = None
+        loader = deployer.config.loader
+        self.prefetcher = Prefetcher(collate_fn, deployer.pin_memory, loader.prefetch)
 
     # --- paths -------------------------------------------------------------------
     @property
@@ -156,11 +210,18 @@ class Trainer:
         return self.deployer.workdir / "checkpoints" if self.deployer.workdir else None
 
     # --- one optimizer update ------------------------------------------------------
-    def train_step(self, examples: list[Any]) -> dict[str, Any]:
-        """Forward/backward over micro-batches, clip, update. Returns the step's record."""
-        d, model = self.deployer, self.model
+    def split(self, examples: list[Any]) -> list[list[Any]]:
+        """A step's examples as its micro-batches."""
         size = math.ceil(len(examples) / self.accumulate_grad_batches)
-        micro_batches = [examples[i : i + size] for i in range(0, len(examples), size)]
+        return [examples[i : i + size] for i in range(0, len(examples), size)]
+
+    def train_step(self, examples: list[Any]) -> dict[str, Any]:
+        """Forward/backward over the micro-batches of ``examples``, clip, update. Returns the step's record."""
+        return self._step(self.split(examples))
+
+    def _step(self, micro_batches: list[list[Any]], upcoming: list[Any] | None = None) -> dict[str, Any]:
+        """One update over ``micro_batches``; ``upcoming``: the micro-batch after the last, collated ahead."""
+        d, model = self.deployer, self.model
         lr = self.lr_schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
@@ -168,8 +229,9 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         tokens = 0
         for i, micro in enumerate(micro_batches):
-            batch = self.collate_fn(micro)
-            tokens += count_tokens(batch)
+            batch, n_tokens = self.prefetcher.get(micro)
+            self.prefetcher.submit(micro_batches[i + 1] if i + 1 < len(micro_batches) else upcoming)
+            tokens += n_tokens
             batch = d.to_device(batch)
             with d.gradient_sync(model, i == len(micro_batches) - 1), d.forward_context():
                 loss, count, extra = unpack_loss(self.loss_fn(model, batch, True))
@@ -203,19 +265,18 @@ class Trainer:
         per_device_batch_size: int,
         n_epochs: float | None = None,
         max_steps: int | None = None,
-        eval_examples: Sequence[Any] | None = None,
-        eval_every: int | None = None,
-        eval_per_device_batch_size: int | None = None,
-        eval_predictor: Any = None,
-        eval_metric_fn: Callable[[Sequence[Any], list[Any]], dict[str, float]] | None = None,
+        evaluation: Evaluation | None = None,
         checkpoint: CheckpointPolicy | None = None,
         resume: bool | str | Path = True,
         shuffle: bool = True,
+        config: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Train until ``max_steps`` (or ``n_epochs`` over a list); returns the step records.
 
         The global batch is ``per_device_batch_size × accumulate_grad_batches ×
         data-parallel ranks``; step N reads samples [N·B, (N+1)·B).
+        ``checkpoint``: when to save (default: the deploy section's policy);
+        ``config``: the run's resolved config, given to the W&B sink.
         """
         d = self.deployer
         if per_device_batch_size < 1:
@@ -223,47 +284,61 @@ class Trainer:
         self.source = as_source(train_examples, d.seed, shuffle)
         global_batch = per_device_batch_size * self.accumulate_grad_batches * d.dp_size
         last_step = self._total_steps(n_epochs, max_steps, global_batch)
-        checkpoint = checkpoint or CheckpointPolicy(at_end=d.workdir is not None)
+        policy = checkpoint or d.config.checkpoints
+        due = set(policy.due_steps(last_step))
         if d.workdir is not None:
             self.metrics = MetricsLog(d.workdir / "metrics.jsonl", enabled=d.is_main)
             if resume:
                 self.resume(None if resume is True else Path(resume))
+            self.sinks = Sinks(self.metrics, d.config.log, self.step, d.config.wandb.project, d.config.wandb.mode,
+                               config)
         for cb in self.callbacks:
             cb.on_fit_start(self)
         records: list[dict[str, Any]] = []
-        start_step = self.step
-        with progress_bar("train", last_step) as bar:
-            bar.advance(start_step)
-            while self.step < last_step:
-                for cb in self.callbacks:
-                    cb.on_step_start(self, self.step)
-                t0 = time.perf_counter()
-                first = self.step * global_batch
-                lo, hi = d.rank_slice(global_batch)
-                examples = self.source.samples(first + lo, first + hi)
-                if len(examples) < hi - lo:
-                    break  # a finite stream ran dry
-                digests = [example_digest(e) for e in examples]
-                record = self.train_step(examples)
-                record["batch_sha256"] = batch_hash([g for part in d.all_gather_objects(digests) for g in part])
-                self.step += 1
-                self.tokens_seen += record["tokens"]
-                if eval_every and (self.step % eval_every == 0 or self.step == last_step):
-                    record.update(self._evaluate(eval_examples, eval_per_device_batch_size or per_device_batch_size,
-                                                 eval_predictor, eval_metric_fn))
-                elapsed = time.perf_counter() - t0
-                record["tokens_per_s"] = record["tokens"] / elapsed if elapsed > 0 else 0.0
-                for cb in self.callbacks:
-                    cb.on_step_end(self, record)
-                if self.metrics:
-                    self.metrics.write(record)
-                records.append(record)
-                bar.advance(1, info=f"loss {record['loss']:.4f}")
-                if d.workdir is not None and checkpoint.due(self.step, last_step):
-                    self.save(checkpoint)
-        if self.metrics:
-            self.metrics.close()
+        look_ahead = not hasattr(self.source, "state_dict")  # a stream's position is its state: read in order
+        pending: list[list[Any]] | None = None
+        try:
+            with progress_bar("train", last_step) as bar:
+                bar.advance(self.step)
+                while self.step < last_step:
+                    for cb in self.callbacks:
+                        cb.on_step_start(self, self.step)
+                    t0 = time.perf_counter()
+                    examples = pending if pending is not None else self._examples(self.step, global_batch)
+                    if examples is None:
+                        break  # a finite stream ran dry
+                    pending = self._examples(self.step + 1, global_batch) \
+                        if look_ahead and self.step + 1 < last_step else None
+                    flat = [e for micro in examples for e in micro]
+                    digests = [example_digest(e) for e in flat]
+                    record = self._step(examples, upcoming=pending[0] if pending else None)
+                    record["batch_sha256"] = batch_hash([g for part in d.all_gather_objects(digests) for g in part])
+                    self.step += 1
+                    self.tokens_seen += record["tokens"]
+                    if evaluation is not None and evaluation.due(self.step, last_step):
+                        record.update(self._evaluate(evaluation, per_device_batch_size))
+                    elapsed = time.perf_counter() - t0
+                    record["tokens_per_s"] = record["tokens"] / elapsed if elapsed > 0 else 0.0
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, record)
+                    if self.sinks:
+                        self.sinks.write(record)
+                    records.append(record)
+                    bar.advance(1, info=f"loss {record['loss']:.4f}")
+                    if d.workdir is not None and self.step in due:
+                        self.save(policy)
+        finally:
+            self.prefetcher.close()
+            if self.sinks:
+                self.sinks.close()
         return records
+
+    def _examples(self, step: int, global_batch: int) -> list[list[Any]] | None:
+        """This rank's micro-batches of ``step`` (None when a finite stream has run dry)."""
+        first = step * global_batch
+        lo, hi = self.deployer.rank_slice(global_batch)
+        examples = self.source.samples(first + lo, first + hi)
+        return self.split(examples) if len(examples) == hi - lo else None
 
     def _total_steps(self, n_epochs: float | None, max_steps: int | None, global_batch: int) -> int:
         if max_steps is not None:
@@ -286,15 +361,16 @@ class Trainer:
         per_rank = math.ceil(n / d.dp_size)
         mine = list(examples[d.dp_rank * per_rank : (d.dp_rank + 1) * per_rank])
         n_batches = math.ceil(per_rank / per_device_batch_size)
+        chunks = [mine[b * per_device_batch_size : (b + 1) * per_device_batch_size] for b in range(n_batches)]
+        chunks = [c or list(examples[:1]) for c in chunks]  # ranks run equal forwards; an empty part runs a copy
         sums: dict[str, float] = {"loss": 0.0, "count": 0.0}
         with torch.no_grad():
-            for b in range(n_batches):
-                chunk = mine[b * per_device_batch_size : (b + 1) * per_device_batch_size]
-                real = bool(chunk)
-                batch = d.to_device(self.collate_fn(chunk or list(examples[:1])))  # ranks run equal forwards
+            for b, chunk in enumerate(chunks):
+                batch, _ = self.prefetcher.get(chunk)
+                self.prefetcher.submit(chunks[b + 1] if b + 1 < len(chunks) else None)
                 with d.forward_context():
-                    loss, count, extra = unpack_loss(self.loss_fn(model, batch, False))
-                if real:
+                    loss, count, extra = unpack_loss(self.loss_fn(model, d.to_device(batch), False))
+                if b * per_device_batch_size < len(mine):
                     count = float(count)
                     for k, v in {"loss": loss, **extra}.items():
                         sums[k] = sums.get(k, 0.0) + float(v) * count
@@ -304,21 +380,17 @@ class Trainer:
         count = max(totals.pop("count"), 1e-12)
         return {k: v / count for k, v in totals.items()}
 
-    def _evaluate(self, examples, batch_size, predictor, metric_fn) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if examples is not None:
-            out.update({f"eval_{k}": v for k, v in self.evaluate(examples, batch_size).items()})
-            if predictor is not None and metric_fn is not None:
-                preds = predictor.predict(self.model, examples, batch_size)
-                out.update({f"eval_{k}": float(v) for k, v in metric_fn(examples, preds).items()})
+    def _evaluate(self, evaluation: Evaluation, per_device_batch_size: int) -> dict[str, float]:
+        batch_size = evaluation.batch_size or per_device_batch_size
+        out = {f"eval_{k}": v for k, v in self.evaluate(evaluation.examples, batch_size).items()}
+        if evaluation.predictor is not None and evaluation.metric_fn is not None:
+            preds = evaluation.predictor.predict(self.model, evaluation.examples, batch_size)
+            out.update({f"eval_{k}": float(v) for k, v in evaluation.metric_fn(evaluation.examples, preds).items()})
         return out
 
     # --- checkpoints -------------------------------------------------------------------
     def trainer_state(self) -> dict[str, Any]:
-        state = {"step": self.step, "tokens_seen": self.tokens_seen}
-        if hasattr(self.source, "state_dict"):
-            state["data"] = "stream"
-        return state
+        return {"step": self.step, "tokens_seen": self.tokens_seen}
 
     def save(self, policy: CheckpointPolicy | None = None) -> Path | None:
         """Write ``checkpoints/step_NNNNNN`` for the current step (collective)."""
@@ -326,8 +398,8 @@ class Trainer:
         if self.checkpoints_dir is None:
             return None
         folder = self.checkpoints_dir / checkpoint_name(self.step)
-        if self.metrics:
-            self.metrics.sync()
+        if self.sinks:
+            self.sinks.sync()
         weights = d.full_state_dict(self.model)
         optimizer_state = None if d.distributed else self.optimizer.state_dict()  # under a mesh: in the shards
         extra = {name: obj.state_dict() for name, obj in self.state.items()}

@@ -1,0 +1,125 @@
+"""The ``deploy:`` section: where and how any training run executes.
+
+Every config that trains (a pretraining recipe, ``luminary train``, the
+scorer, the CTC aligners, SQL, and each capability added later) takes this
+section with the same keys and the same meaning; this class is the one place
+where their defaults live. ``luminary.train.Deployer.from_config`` reads it.
+
+    deploy:
+      device: auto                # auto (CUDA when present), cpu, cuda, cuda:1
+      precision: auto             # auto (bf16 where the device has it), bf16, fp32
+      compile: false              # torch.compile: each block (and in one process the whole loss)
+      activation_checkpointing: false
+      float8: false               # true: sm89+ GPUs; emulated: the same numbers on any device, slowly
+      fused_cross_entropy: false  # causal LMs: the output head and loss in token chunks
+      dp: null                    # data-parallel degree; null: the world size / tp
+      tp: 1                       # tensor-parallel degree (an automatic plan)
+      tp_overrides: {}            # module-name glob -> style, fixed before the plan is derived
+      seed: 0
+      checkpoints: {every: null, count: null, steps: [], keep_last: null, at_end: true}
+      log: []                     # metrics.jsonl always; add tensorboard, wandb
+      wandb: {project: luminary, mode: offline}
+      loader: {prefetch: true, pin_memory: null}
+
+A capability whose runs want other defaults (pretraining's seed and evenly
+spaced checkpoints, the scorer's one kept checkpoint) subclasses these
+classes and changes the defaults only, never the keys.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from luminary.core.config import Config
+
+SINKS = ("jsonl", "tensorboard", "wandb")
+
+
+class CheckpointPolicy(Config):
+    """When to save: every N steps, N times evenly over the run, at listed steps, at the end; keep the last K."""
+
+    every: int | None = Field(None, ge=1, description="every N optimizer steps")
+    count: int | None = Field(None, ge=1, description="this many checkpoints, evenly spaced over the run (LLM360)")
+    steps: list[int] = Field(default_factory=list, description="these steps too (updates done); never pruned")
+    keep_last: int | None = Field(None, ge=1, description="delete older checkpoints beyond the last K")
+    at_end: bool = Field(True, description="a checkpoint after the last step")
+
+    @field_validator("steps")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        bad = [s for s in value if s < 1]
+        if bad:
+            raise ValueError(f"steps count updates done and start at 1, got {bad[0]}")
+        return sorted(set(value))
+
+    def due_steps(self, total: int, extra: tuple[int, ...] = ()) -> list[int]:
+        """Every step (updates done, 1..total) this policy saves at; ``extra``: the capability's own."""
+        steps = set(self.steps) | set(extra)
+        if self.count:
+            steps |= {max(1, round(total * (i + 1) / self.count)) for i in range(self.count)}
+        if self.every:
+            steps |= set(range(self.every, total + 1, self.every))
+        if self.at_end:
+            steps.add(total)
+        return sorted(s for s in steps if 0 < s <= total)
+
+
+class LoaderConfig(Config):
+    prefetch: bool = Field(True, description="collate the next micro-batch in a thread while this one runs")
+    pin_memory: bool | None = Field(None, description="page-locked host batches; default: when the device is CUDA")
+
+
+class WandbConfig(Config):
+    project: str = "luminary"
+    mode: Literal["online", "offline"] = Field("offline", description="offline writes under RUN/wandb; sync later")
+
+
+class DeployConfig(Config):
+    device: str = Field("auto", description="auto (CUDA when present, one per local rank), cpu, cuda, cuda:N")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where supported")
+    compile: bool = Field(False, description="torch.compile each block (and, in one process, the whole loss)")
+    activation_checkpointing: bool = Field(False, description="recompute each block in backward")
+    float8: bool | Literal["emulated"] = Field(
+        False, description="the blocks' linear layers multiply in float8: true needs an sm89+ GPU; "
+                           "'emulated' computes the same numbers from dequantized operands on any device")
+    fused_cross_entropy: bool = Field(False, description="causal LMs: output projection and loss in token chunks")
+    dp: int | None = Field(None, ge=1, description="data-parallel degree; default: world size / tp")
+    tp: int = Field(1, ge=1, description="tensor-parallel degree")
+    tp_overrides: dict[str, str] = Field(default_factory=dict,
+                                         description="module-name glob -> style (luminary parallel plan lists them)")
+    seed: int = 0
+    checkpoints: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    log: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+        default_factory=list, description="sinks beside metrics.jsonl, which is always written")
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        kind = value.split(":")[0]
+        if kind not in ("auto", "cpu", "cuda", "mps", "xpu") or (":" in value and kind == "auto"):
+            raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sinks(self):
+        self.__dict__["log"] = list(dict.fromkeys(self.log))  # as given, once each
+        return self
+
+
+MOVED_TO_DEPLOY = {  # keys the run configs had before the deploy section -> where they live now
+    "seed": "deploy.seed", "mixed_precision": "deploy.precision", "compile": "deploy.compile",
+    "tp_size": "deploy.tp", "device": "deploy.device", "activation_checkpointing": "deploy.activation_checkpointing",
+    "float8": "deploy.float8", "fused_cross_entropy": "deploy.fused_cross_entropy",
+    "checkpoints": "deploy.checkpoints",
+}
+
+
+class DeploySection(Config):
+    """The ``deploy:`` section of any config, the rest ignored (``luminary parallel plan --config``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
