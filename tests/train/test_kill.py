@@ -32,8 +32,22 @@ def env():
     return e
 
 
+SCORER_CONFIG = """\
+model: {model}
+data: {data}
+max_length: 32
+lr: 0.001
+per_device_batch_size: 4
+accumulate_grad_batches: 2
+max_steps: {steps}
+max_grad_norm: 1.0
+deploy: {{seed: 7, precision: fp32, checkpoints: {{every: 4, keep_last: 2}}}}
+"""
+
+
 def train_cmd(config, out, resume=False):
-    cmd = [sys.executable, "-m", "luminary", "train", str(config), "--out", str(out)]
+    command = ["scorer", "train"] if config.name.startswith("scorer") else ["train"]
+    cmd = [sys.executable, "-m", "luminary", *command, str(config), "--out", str(out)]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -52,11 +66,29 @@ def config(tmp_path, tokenizer_dir, stdlib_texts):
     return path
 
 
+@pytest.fixture
+def scorer_config(tmp_path):
+    """A scorer trained from a tiny BERT on labelled pairs (``luminary scorer train``)."""
+    from luminary.core.io import write_jsonl
+    from luminary.ctc.encoder import default_encoder
+    from tests.train.test_every_capability import tiny_bert
+
+    pairs = [{"instruction": f"item {i}", "response": r, "label": float(i % 2 == 0)}
+             for i, r in enumerate(["return value", "zzz", "raise error", "qqq"] * 10)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    model = tiny_bert(tmp_path / "encoder", default_encoder(), 0)
+    path = tmp_path / "scorer.yaml"
+    path.write_text(SCORER_CONFIG.format(model=model, data=tmp_path / "pairs.jsonl", steps=24))
+    return path
+
+
 def lines(path):
     return path.read_text().count("\n") if path.exists() else 0
 
 
-def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, config):
+@pytest.mark.parametrize("which", ["train", "scorer"])
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, request, which):
+    config = request.getfixturevalue("config" if which == "train" else "scorer_config")
     ref = tmp_path / "ref"
     subprocess.run(train_cmd(config, ref), check=True, env=env(), capture_output=True)
     expected = rows(ref / "metrics.jsonl")

@@ -40,7 +40,7 @@ from luminary.ctc.aligners.pairs import (
 from luminary.ctc.records import read_numbered
 from luminary.core.modules import unwrap
 from luminary.train import Evaluation, OptimizerConfig, Predictor, ScheduleConfig, Trainer
-from luminary.train.run import fit_run, start_run, total_steps
+from luminary.train.run import check_deploy, fit_run, start_run, total_steps
 from luminary.train.labels import IGNORE
 from luminary.train.trainer import Callback
 
@@ -202,6 +202,7 @@ def train_aligner(config: AlignerTrainConfig, out: str | Path, resume: bool = Tr
 
     out = Path(out)
     deploy = config.deploy
+    check_deploy(deploy)  # the cheap refusals first
     auto_name, n_out, loss_fn, pred_fn, metric_fn = HEADS[config.kind]
     rows = read_training_examples(config.data)
     tokenizer = load_tokenizer(config.base_model)

@@ -44,10 +44,10 @@ def apply_compile(model: nn.Module) -> list[str]:
         raise LuminaryError(f"deploy.compile: {type(model).__name__} has no list of blocks to compile")
     for name in blocks:
         block = model.get_submodule(name)
-        if type(block) not in _SUBCLASSES.values():
+        if not isinstance(block, tuple(_SUBCLASSES.values())):
             block.__class__ = _compiled(type(block))
     return blocks
 
 
 def is_compiled(block: nn.Module) -> bool:
-    return type(block) in _SUBCLASSES.values()
+    return isinstance(block, tuple(_SUBCLASSES.values()))

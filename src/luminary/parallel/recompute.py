@@ -72,11 +72,11 @@ def apply_activation_checkpointing(model: nn.Module) -> list[str]:
         raise LuminaryError(f"activation_checkpointing: {type(model).__name__} has no list of blocks to checkpoint")
     for name in blocks:
         block = model.get_submodule(name)
-        if type(block) not in _SUBCLASSES.values():
+        if not isinstance(block, tuple(_SUBCLASSES.values())):
             block.__class__ = _checkpointed(type(block))
     return blocks
 
 
 def is_checkpointed(block: nn.Module) -> bool:
-    return type(block) in _SUBCLASSES.values()
+    return isinstance(block, tuple(_SUBCLASSES.values()))
 

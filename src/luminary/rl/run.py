@@ -80,10 +80,11 @@ def run_rl(config: RLConfig, out: Path, resume: bool = False) -> list[dict]:
     from luminary.rl.replay import ReplayBuffer
     from luminary.rl.sql import SQLCallback, SQLObjective
     from luminary.rl.target import TargetNetwork
-    from luminary.train.run import fit_run, start_run
+    from luminary.train.run import check_deploy, fit_run, start_run
     from luminary.train.trainer import Evaluation
 
     s, deploy = config.sql, config.deploy
+    check_deploy(deploy)  # the cheap refusals first
     examples = read_examples(config.data)
     policy, source = build_policy(config.policy, config.sampling.max_new_tokens, deploy.seed)
     reward = build_reward(config.rewards)
@@ -119,7 +120,7 @@ def run_rl(config: RLConfig, out: Path, resume: bool = False) -> list[dict]:
         per_device_batch_size=t.per_device_batch_size, accumulate_grad_batches=t.accumulate_grad_batches,
         max_steps=t.max_steps, n_epochs=t.n_epochs, optimizer=config.optimizer, schedule=config.schedule,
         max_grad_norm=t.max_grad_norm, evaluation=evaluation, tokenizer=policy.tokenizer, state=state,
-        callbacks=[SQLCallback(objective)], resume=resume,
+        callbacks=[SQLCallback(objective)], resume=resume, compile_loss=False,  # it samples with generate
     )
     return result.records
 

@@ -28,6 +28,16 @@ from luminary.core.modules import unwrap
 
 
 def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers by name; an FSDP2 model's in their sharded form.
+
+    FSDP2 leaves a root module's parameters gathered after a forward pass
+    with no backward (θ̄ only ever runs those), so they are resharded first.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
     out = dict(model.named_parameters())
     out.update(model.named_buffers())
     return out
@@ -60,7 +70,12 @@ class TargetNetwork:
                     tensor.copy_(source[name])
             return
         floats = [n for n, t in mine.items() if t.is_floating_point()]
-        torch._foreach_lerp_([mine[n] for n in floats], [source[n].detach() for n in floats], self.tau)
+        plain = [n for n in floats if not hasattr(mine[n], "device_mesh")]
+        if plain:
+            torch._foreach_lerp_([mine[n] for n in plain], [source[n].detach() for n in plain], self.tau)
+        for name in floats:  # sharded weights, each on its own mesh and placements as the policy's
+            if hasattr(mine[name], "device_mesh"):
+                mine[name].lerp_(source[name].detach(), self.tau)
         for name, tensor in mine.items():
             if not tensor.is_floating_point():  # integer buffers are copied
                 tensor.copy_(source[name])

@@ -32,7 +32,7 @@ from luminary.scorer.inference import predict_score
 from luminary.scorer.metrics import label_auc
 from luminary.scorer.model import Scorer, pad_pairs, scorer_source
 from luminary.train import Evaluation, Predictor, ScheduleConfig, build_schedule
-from luminary.train.run import fit_run, start_run
+from luminary.train.run import check_deploy, fit_run, start_run
 
 
 class ScorerCheckpoints(CheckpointPolicy):
@@ -130,6 +130,7 @@ def train_scorer(config: ScorerTrainConfig, out: str | Path, resume: bool = Fals
     """
     out = Path(out)
     deploy = config.deploy
+    check_deploy(deploy)  # the cheap refusals first
     train_examples = read_examples(config.data)
     eval_examples = read_examples(config.eval_data) if config.eval_data else None
     source = scorer_source(config.model, deploy.seed, config.allow_pickle, config.num_layers)

@@ -122,9 +122,10 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     from luminary.models.loading import load_config
     from luminary.models.presets import FAMILIES, PRESETS
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
-    from luminary.train.run import CAUSAL_LM, fit_run, start_run
+    from luminary.train.run import CAUSAL_LM, check_deploy, fit_run, start_run
     from luminary.train.trainer import Evaluation
 
+    check_deploy(config.deploy, CAUSAL_LM)  # the cheap refusals first
     is_preset = config.model in PRESETS or config.model in FAMILIES
     if not is_preset:
         load_config(config.model)  # a missing or broken model folder is named before its tokenizer

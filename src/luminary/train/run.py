@@ -131,6 +131,7 @@ def fit_run(
     callbacks: Sequence[Callback] = (),
     checkpoint: CheckpointPolicy | None = None,
     resume: bool = False,
+    compile_loss: bool = True,
 ) -> FitResult:
     """Build the Trainer from the pieces and fit.
 
@@ -154,7 +155,7 @@ def fit_run(
         lr_schedule = schedule(total) if schedule is not None else None
     trainer = Trainer(deployer, collate_fn, loss_fn, model, optimizer=optimizer, lr_schedule=lr_schedule,
                       accumulate_grad_batches=accumulate_grad_batches, max_grad_norm=max_grad_norm,
-                      tokenizer=tokenizer, state=state, callbacks=callbacks)
+                      tokenizer=tokenizer, state=state, callbacks=callbacks, compile_loss=compile_loss)
     if deployer.config.fused_cross_entropy:
         from luminary.train.fused_ce import check_fusable
 

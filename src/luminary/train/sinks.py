@@ -18,6 +18,7 @@ the JSONL file only.
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class WandbSink:
         except ImportError:
             raise LuminaryError("deploy.log: wandb needs the wandb package (pip install wandb)") from None
         id_file = folder / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         if not id_file.is_file():
             atomic_write_text(id_file, run_id + "\n")
         self.run = wandb.init(project=project, dir=str(folder), mode=mode, id=run_id, resume="allow",

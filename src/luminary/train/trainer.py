@@ -160,6 +160,9 @@ class Trainer:
         tokenizer: saved into every checkpoint when given.
         state: extra stateful objects (``state_dict``/``load_state_dict``) checkpointed with the run.
         callbacks: :class:`Callback` instances.
+        compile_loss: with ``deploy.compile`` in one process, compile ``loss_fn`` whole (the model's
+            blocks inlined); False for a loss that generates or leaves the tensor world (SQL samples
+            with ``generate``), whose blocks alone are then compiled.
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class Trainer:
         tokenizer: Any = None,
         state: dict[str, Any] | None = None,
         callbacks: Iterable[Callback] = (),
+        compile_loss: bool = True,
     ):
         if accumulate_grad_batches < 1:
             raise LuminaryError("accumulate_grad_batches must be >= 1")
@@ -182,7 +186,8 @@ class Trainer:
         self.collate_fn = collate_fn
         # with compile in one process, the loss is compiled around the model: one graph, the compiled
         # blocks inlined and the cross-entropy included; under a mesh only the blocks are (FSDP2's hooks stay out)
-        self.loss_fn = torch.compile(loss_fn) if deployer.compile and not deployer.distributed else loss_fn
+        whole = deployer.compile and compile_loss and not deployer.distributed
+        self.loss_fn = torch.compile(loss_fn) if whole else loss_fn
         self.model = deployer.prepare_model(model)
         if callable(optimizer) and not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizer(unwrap(self.model))
