@@ -16,18 +16,11 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from luminary.core.errors import LuminaryError
 
 
-def check_mesh(world_size: int, tp_size: int) -> None:
-    """One line when ``tp_size`` cannot split ``world_size`` processes."""
-    if tp_size < 1:
-        raise LuminaryError(f"tp_size must be >= 1, got {tp_size}")
-    if world_size % tp_size:
-        raise LuminaryError(f"tp_size {tp_size} does not divide the world size {world_size} "
-                            "(run with a multiple of tp_size processes)")
-
-
 def init_mesh(world_size: int, tp_size: int, device: torch.device) -> DeviceMesh:
-    """A ("dp", "tp") mesh over all processes; starts the process group if needed."""
-    check_mesh(world_size, tp_size)
+    """A ("dp", "tp") mesh over all processes; starts the process group if needed.
+
+    The Deployer has checked that ``tp_size`` divides ``world_size`` (the message names deploy.tp).
+    """
     if not dist.is_initialized():
         if device.type == "cuda":
             dist.init_process_group("nccl", device_id=device)

@@ -22,8 +22,6 @@ unfused ``lm_head`` would; log-sum-exp and softmax are float32 as in
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from luminary.core.errors import LuminaryError
@@ -113,12 +111,6 @@ def linear_cross_entropy(
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(hidden, weight, targets, float(scale), chunk)
     return _over_chunks(hidden, weight, targets, scale, chunk)  # evaluation: no gradient buffers
-
-
-def check_unsharded(field: str, tp_size: int) -> None:
-    """The fused head needs the whole output projection in this process (no TP, no FSDP)."""
-    if tp_size > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LuminaryError(f"{field}: not supported with tp_size > 1 or under torchrun yet; set it to false")
 
 
 def _output_head(model: torch.nn.Module,
