@@ -17,36 +17,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from luminary.core.errors import LuminaryError
-from luminary.core.modules import list_blocks
+from luminary.core.modules import subclass_blocks
 
 _SUBCLASSES: dict[type, type] = {}
 
 
 def _compiled(cls: type) -> type:
-    if cls not in _SUBCLASSES:
-        compiled_forward = torch.compile(cls.forward)
+    compiled_forward = torch.compile(cls.forward)
 
-        def forward(self, *args, **kwargs):
-            if self.training and torch.is_grad_enabled():
-                return compiled_forward(self, *args, **kwargs)
-            return cls.forward(self, *args, **kwargs)
+    def forward(self, *args, **kwargs):
+        if self.training and torch.is_grad_enabled():
+            return compiled_forward(self, *args, **kwargs)
+        return cls.forward(self, *args, **kwargs)
 
-        sub = type(f"Compiled{cls.__name__}", (cls,), {"forward": forward, "__module__": cls.__module__})
-        _SUBCLASSES[cls] = sub
-    return _SUBCLASSES[cls]
+    return type(f"Compiled{cls.__name__}", (cls,), {"forward": forward, "__module__": cls.__module__})
 
 
 def apply_compile(model: nn.Module) -> list[str]:
     """Compile every block of ``model`` for training, in place; returns the blocks' names."""
-    blocks = list_blocks(model)
-    if not blocks:
-        raise LuminaryError(f"deploy.compile: {type(model).__name__} has no list of blocks to compile")
-    for name in blocks:
-        block = model.get_submodule(name)
-        if not isinstance(block, tuple(_SUBCLASSES.values())):
-            block.__class__ = _compiled(type(block))
-    return blocks
+    return subclass_blocks(model, _compiled, _SUBCLASSES, "deploy.compile")
 
 
 def is_compiled(block: nn.Module) -> bool:

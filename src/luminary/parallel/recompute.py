@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from luminary.core.errors import LuminaryError
+from luminary.core.modules import subclass_blocks
 
 _SUBCLASSES: dict[type, type] = {}
 
@@ -50,31 +51,20 @@ def _drop_empty_caches(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def _checkpointed(cls: type) -> type:
-    if cls not in _SUBCLASSES:
-        def forward(self, *args, **kwargs):
-            inner = super(sub, self).forward
-            if not (self.training and torch.is_grad_enabled()):
-                return inner(*args, **kwargs)
-            args, kwargs = _drop_empty_caches(args, kwargs)
-            return checkpoint(inner, *args, use_reentrant=False, **kwargs)
+    def forward(self, *args, **kwargs):
+        inner = super(sub, self).forward
+        if not (self.training and torch.is_grad_enabled()):
+            return inner(*args, **kwargs)
+        args, kwargs = _drop_empty_caches(args, kwargs)
+        return checkpoint(inner, *args, use_reentrant=False, **kwargs)
 
-        sub = type(f"Checkpointed{cls.__name__}", (cls,), {"forward": forward, "__module__": cls.__module__})
-        _SUBCLASSES[cls] = sub
-    return _SUBCLASSES[cls]
+    sub = type(f"Checkpointed{cls.__name__}", (cls,), {"forward": forward, "__module__": cls.__module__})
+    return sub
 
 
 def apply_activation_checkpointing(model: nn.Module) -> list[str]:
     """Checkpoint every block of ``model`` in place; returns the blocks' names."""
-    from luminary.core.modules import list_blocks
-
-    blocks = list_blocks(model)
-    if not blocks:
-        raise LuminaryError(f"activation_checkpointing: {type(model).__name__} has no list of blocks to checkpoint")
-    for name in blocks:
-        block = model.get_submodule(name)
-        if not isinstance(block, tuple(_SUBCLASSES.values())):
-            block.__class__ = _checkpointed(type(block))
-    return blocks
+    return subclass_blocks(model, _checkpointed, _SUBCLASSES, "activation_checkpointing")
 
 
 def is_checkpointed(block: nn.Module) -> bool:
