@@ -88,5 +88,5 @@ def test_read_jsonl_names_line_and_field(tmp_path):
     with pytest.raises(LuminaryError, match=r"d.jsonl: line 3: missing field 'a'"):
         read_jsonl(p, required=("a",))
     atomic_write_text(p, '{"a": 1}\nnot json\n')
-    with pytest.raises(LuminaryError, match="line 2: not valid JSON"):
+    with pytest.raises(LuminaryError, match="line 2, column 1: not valid JSON"):
         read_jsonl(p)

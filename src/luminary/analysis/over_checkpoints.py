@@ -6,7 +6,6 @@ they are derived, not released); a run keeps them in ``RUN/analysis/``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -14,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_write_json
+from luminary.core.io import atomic_write_json, contained, read_json
 from luminary.core.progress import progress_bar
 from luminary.core.runs import list_checkpoints
 
@@ -33,8 +32,9 @@ def is_release(folder: Path) -> bool:
 def checkpoints_of(folder: str | Path) -> list[CheckpointRef]:
     folder = Path(folder)
     if is_release(folder):
-        entries = json.loads((folder / "index.json").read_text())["checkpoints"]
-        refs = [CheckpointRef(i, e["step"], folder / e["checkpoint"]) for i, e in enumerate(entries)]
+        entries = read_json(folder / "index.json")["checkpoints"]
+        refs = [CheckpointRef(i, e["step"], contained(folder, e["checkpoint"], "index.json checkpoint"))
+                for i, e in enumerate(entries)]
     elif (folder / "checkpoints").is_dir() or (folder / "run.json").is_file():
         refs = [CheckpointRef(i, s, p) for i, (s, p) in enumerate(list_checkpoints(folder / "checkpoints"))]
     else:
@@ -47,7 +47,8 @@ def checkpoints_of(folder: str | Path) -> list[CheckpointRef]:
 def chunk_paths(release: Path) -> list[Path]:
     if not is_release(release):
         raise LuminaryError(f"{release}: not a release (memorization needs its data chunks; run `luminary release`)")
-    return [release / e["chunk"] for e in json.loads((release / "index.json").read_text())["checkpoints"]]
+    return [contained(release, e["chunk"], "index.json chunk")
+            for e in read_json(release / "index.json")["checkpoints"]]
 
 
 def pick(items: list, i: int, flag: str) -> Any:

@@ -10,7 +10,6 @@ PNG files: it opens from disk with no server and no network.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from luminary.analysis.over_checkpoints import validation_curves  # noqa: E402
 from luminary.core.errors import LuminaryError  # noqa: E402
-from luminary.core.io import atomic_dir  # noqa: E402
+from luminary.core.io import atomic_dir, read_json  # noqa: E402
+from luminary.core.locks import locked  # noqa: E402
 from luminary.core.runs import read_metrics  # noqa: E402
 
 
 def _phases(folder: Path) -> list[dict[str, Any]]:
     lock = folder / "recipe.lock.json"
-    return json.loads(lock.read_text())["phases"] if lock.is_file() else []
+    return read_json(lock)["phases"] if lock.is_file() else []
 
 
 def _mark_phases(ax, phases: list[dict[str, Any]]) -> None:
@@ -95,7 +95,7 @@ def write_report(folder: str | Path) -> Path:
     phases = _phases(folder)
     steps = [r["step"] for r in records]
     figures: list[tuple[str, str]] = []
-    with atomic_dir(folder / "report", overwrite=True) as out:
+    with locked(folder / "report", "report"), atomic_dir(folder / "report", overwrite=True) as out:
         def add(name: str, caption: str) -> Path:
             figures.append((name, caption))
             return out / name
@@ -120,9 +120,9 @@ def write_report(folder: str | Path) -> Path:
         analysis = folder / "analysis"
         if (analysis / "memorization.json").is_file():
             _heatmap(add("memorization.png", "Memorization across checkpoints and data chunks"),
-                     json.loads((analysis / "memorization.json").read_text()))
+                     read_json(analysis / "memorization.json"))
         for bench in sorted(analysis.glob("benchmark_*.json")) if analysis.is_dir() else []:
-            b = json.loads(bench.read_text())
+            b = read_json(bench)
             _panels_plot(add(f"{bench.stem}.png", f"Benchmark over checkpoints: {b['task']}"), b["task"],
                          b["steps"], b.get("metrics") or {"score": b["scores"]}, phases)
         (out / "index.html").write_text(_page(folder, records, phases, figures))

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from luminary.core.errors import LuminaryError
+from luminary.core.errors import Interrupted, LuminaryError, as_luminary_error
 
 try:  # newer Typer raises its own copy of click's exceptions
     from typer._click import exceptions as click_exceptions
@@ -80,12 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="luminary", standalone_mode=False)
-    except LuminaryError as exc:
+    except (LuminaryError, OSError, UnicodeDecodeError) as exc:
         if debug:
             raise
+        error = exc if isinstance(exc, LuminaryError) else as_luminary_error(exc)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per rank
-            print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+            print(str(error) if isinstance(error, Interrupted) else f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
     except click_exceptions.UsageError as exc:
         if isinstance(exc, getattr(click_exceptions, "NoArgsIsHelpError", ())):  # a bare group: its help
             print(exc.format_message())

@@ -27,16 +27,20 @@ def verify(
     folder: Path = typer.Argument(..., help="a release folder"),
     data_dir: Path = typer.Option(None, "--data-dir", help="reuse token shards here instead of re-tokenizing"),
     rebuild: bool = typer.Option(True, "--rebuild/--no-rebuild", help="rebuild every chunk from the recipe"),
+    allow_symlinks: bool = typer.Option(False, "--allow-symlinks",
+                                        help="accept symbolic links that stay inside the release"),
 ) -> None:
     """Recheck every sha256, every chunk against the recipe, every step against the log; exit 1 on a difference."""
+    from luminary.core.io import MANIFEST, sha256_file
     from luminary.release import verify_release
 
-    problems = verify_release(folder, data_dir, rebuild)
+    problems = verify_release(folder, data_dir, rebuild, allow_symlinks)
     for problem in problems:
         typer.echo(problem, err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo(f"{folder}: every file, chunk and step verified")
+    typer.echo(f"{folder}: every file, chunk and step verified; {MANIFEST} sha256 "
+               f"{sha256_file(folder / MANIFEST)} (compare it with the one the release's author published)")
 
 
 @analyze_app.command("memorization")

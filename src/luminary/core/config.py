@@ -141,15 +141,19 @@ def describe_validation_error(error: ValidationError, source: str, data: Any = N
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file (and line)."""
+    from luminary.core.io import read_text  # here: core.io imports torch, which reading a config needs not
+
     path = Path(path)
-    if not path.is_file():
-        raise LuminaryError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise LuminaryError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character: no line, a position
+            where, problem = f" character {exc.position}:", f"{exc.character!r} is not allowed in YAML"
+        problem = " ".join(str(problem or exc).split())  # one line, whatever the parser said
+        raise LuminaryError(f"{path}:{where} not valid YAML: {problem}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from luminary.core.errors import LuminaryError
+from luminary.core.errors import LuminaryError, is_no_space, no_space
 
 TMP_PREFIX = ".tmp-"
 MANIFEST = "MANIFEST.sha256"
@@ -43,6 +43,8 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    if path.is_dir():
+        raise LuminaryError(f"{path}: is a folder, not a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
@@ -51,9 +53,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_no_space(exc):
+            raise no_space(path) from None
         raise
     fsync_dir(path.parent)
 
@@ -86,6 +90,8 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     content is complete.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LuminaryError(f"{path}: is a file, not a folder to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not overwrite:
         raise LuminaryError(f"{path}: already exists (choose another output or remove it)")
@@ -101,8 +107,10 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_no_space(exc):
+            raise no_space(path) from None
         raise
 
 
@@ -170,24 +178,52 @@ def read_manifest(root: str | Path) -> dict[str, str]:
     return entries
 
 
-def verify_manifest(root: str | Path, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Problems found against the manifest: changed, missing or unlisted files.
+def symlinks(root: str | Path) -> list[Path]:
+    """Every symbolic link under ``root`` (files and folders; a linked folder is not entered)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            if (Path(dirpath) / name).is_symlink():
+                found.append(Path(dirpath) / name)
+        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) / d).is_symlink())
+    return sorted(found)
+
+
+def verify_manifest(root: str | Path, ignore: tuple[str, ...] = (), allow_symlinks: bool = False) -> list[str]:
+    """Problems found against the manifest: changed, missing or unlisted files, paths that leave the folder.
 
     ``ignore``: top-level folders holding derived files (analyses, reports) that
-    were added after the manifest and are not part of what it certifies.
+    were added after the manifest and are not part of what it certifies. Every
+    entry must name a path inside ``root`` (:func:`contained`); a symbolic link
+    anywhere in the folder is a problem unless ``allow_symlinks``, and even then
+    one that leads outside the folder is.
     """
     root = Path(root)
     expected = read_manifest(root)
     problems = []
     for rel, digest in expected.items():
-        path = root / rel
+        try:
+            path = contained(root, rel, "manifest entry")
+        except LuminaryError:
+            problems.append(f"{rel}: names a path outside the folder (refused, not read)")
+            continue
         if not path.is_file():
             problems.append(f"{rel}: missing")
         elif sha256_file(path) != digest:
             problems.append(f"{rel}: sha256 differs from the manifest")
+    for link in symlinks(root):
+        rel = link.relative_to(root).as_posix()
+        if rel.split("/")[0] in ignore:
+            continue
+        target = link.resolve()
+        inside = target == root.resolve() or root.resolve() in target.parents
+        if not inside:
+            problems.append(f"{rel}: a symbolic link leading outside the folder (to {target})")
+        elif not allow_symlinks:
+            problems.append(f"{rel}: a symbolic link (pass --allow-symlinks to accept links inside the folder)")
     for path in _manifest_files(root):
         rel = path.relative_to(root).as_posix()
-        if rel not in expected and rel.split("/")[0] not in ignore:
+        if rel not in expected and rel.split("/")[0] not in ignore and not path.is_symlink():
             problems.append(f"{rel}: not in the manifest")
     return problems
 
@@ -242,6 +278,50 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+WEIGHT_INDEX = "model.safetensors.index.json"
+
+
+def contained(root: str | Path, rel: str, what: str = "entry") -> Path:
+    """``root / rel``, refused unless it lies inside ``root`` once resolved.
+
+    A path read from a manifest, an index or a config may not name an absolute
+    path, climb out with ``..`` or pass through a symbolic link that leaves the
+    folder: any of these reads a file the folder's owner never shipped. (A
+    Hugging Face cache snapshot ``models--X/snapshots/REV`` counts as its repo
+    folder ``models--X``, whose ``blobs/`` its files link into.)
+    """
+    root = Path(root)
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or "\\" in rel:
+        raise LuminaryError(f"{root}: {what} '{rel}' is not a relative path inside the folder; refused")
+    path = (root / rel).resolve()
+    base = root.resolve()
+    if root.parent.name == "snapshots":  # a Hugging Face cache snapshot: its files link into the repo's blobs/
+        base = root.parent.parent.resolve()
+    if path != base and base not in path.parents:
+        raise LuminaryError(f"{root}: {what} '{rel}' lies outside the folder; refused")
+    return path
+
+
+def weight_index_files(folder: str | Path) -> list[Path] | None:
+    """The shards a folder's ``model.safetensors.index.json`` names, each inside the folder and present;
+    None when the folder has no index."""
+    folder = Path(folder)
+    index = folder / WEIGHT_INDEX
+    if not index.is_file():
+        return None
+    data = read_json(index)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise LuminaryError(f"{index}: not a safetensors index (no weight_map)")
+    files = []
+    for name in sorted(set(map(str, weight_map.values()))):
+        path = contained(folder, name, f"{WEIGHT_INDEX} shard")
+        if not path.is_file():
+            raise LuminaryError(f"{index}: shard '{name}' is missing")
+        files.append(path)
+    return files
+
+
 def read_safetensors_folder(folder: str | Path) -> dict[str, torch.Tensor]:
     """Every tensor of the ``*.safetensors`` files directly in ``folder`` (a model or checkpoint folder)."""
     files = sorted(Path(folder).glob("*.safetensors"))
@@ -272,26 +352,45 @@ def load_state(folder: str | Path, name: str) -> Any:
     return _unflatten(json.loads(skeleton_path.read_text()), tensors)
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file; one line naming the file (and the byte offset) when it is missing, a folder
+    or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise LuminaryError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise LuminaryError(f"{path}: is a folder, not a {what}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LuminaryError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """A JSON file; one line naming the file, line and column when it is not valid JSON."""
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise LuminaryError(f"{path}: line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+
+
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     """Read JSONL; a bad line or a missing field names the file and line number."""
     path = Path(path)
-    if not path.is_file():
-        raise LuminaryError(f"{path}: file not found")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LuminaryError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise LuminaryError(f"{path}: line {number}: expected a JSON object")
-            for key in required:
-                if key not in row:
-                    raise LuminaryError(f"{path}: line {number}: missing field '{key}'")
-            rows.append(row)
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LuminaryError(f"{path}: line {number}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise LuminaryError(f"{path}: line {number}: expected a JSON object")
+        for key in required:
+            if key not in row:
+                raise LuminaryError(f"{path}: line {number}: missing field '{key}'")
+        rows.append(row)
     return rows
 
 

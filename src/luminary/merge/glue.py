@@ -24,6 +24,7 @@ from pydantic import Field
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text
+from luminary.core.locks import locked
 from luminary.core.progress import info
 from luminary.merge.cluster import cluster_zoo
 from luminary.merge.config import MergeConfig, locate, locate_zoo_paths
@@ -103,7 +104,7 @@ def run_glue(recipe: GlueRecipe, out: str | Path, evaluate: Evaluator | None = N
         if recipe.evaluator is None:
             raise LuminaryError("evaluator: required (a callable, perplexity or multiple_choice)")
         evaluate = build_evaluator(recipe.evaluator)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "glue output"), atomic_dir(out, overwrite=overwrite) as tmp:
         clusters = cluster_zoo(recipe.models, tmp / "clusters", recipe.threshold, measure=recipe.measure)
         families = []
         for k, family in enumerate(clusters["families"]):

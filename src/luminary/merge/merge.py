@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import yaml
 
 from luminary.core.io import MANIFEST, atomic_dir, atomic_write_text, sha256_file
+from luminary.core.locks import locked
 from luminary.merge.config import MergeConfig
 from luminary.merge.executor import execute
 from luminary.merge.plan import MergePlan, build_plan
@@ -54,7 +55,7 @@ def write_folder(out: str | Path, plan: MergePlan, config_json: dict[str, Any], 
     """Run ``plan`` into the folder ``out``, written whole or not at all (see the module docstring)."""
     ref = plan.models[plan.reference]
     entries = [(t.name, t.out_dtype or plan.out_dtype, t.shape) for t in plan.tasks]
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "merge output"), atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
         if (ref.path / "generation_config.json").is_file():
             shutil.copy2(ref.path / "generation_config.json", tmp / "generation_config.json")

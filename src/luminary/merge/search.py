@@ -29,6 +29,7 @@ from pydantic import Field
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json
+from luminary.core.locks import locked
 from luminary.core.progress import info
 from luminary.merge.cluster import similarity_matrix
 from luminary.merge.config import MergeConfig, locate_zoo_paths
@@ -200,7 +201,7 @@ def run_search(config: SearchConfig, out: str | Path, evaluate: Evaluator | None
             raise LuminaryError(f"models: model folder '{m}' not found")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-search-") as work:
+    with locked(out, "search output"), tempfile.TemporaryDirectory(dir=out.parent, prefix=".tmp-search-") as work:
         search = _Search(config, evaluate, Path(work))
         (heuristic if config.strategy == "heuristic" else evolutionary)(search)
         best_score, best_folder, best_what = search.best

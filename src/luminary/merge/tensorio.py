@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from luminary.core.io import weight_index_files
 from luminary.core.errors import LuminaryError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -96,14 +97,9 @@ class ModelTensors:
         files = sorted(self.folder.glob("*.safetensors"))
         if not files:
             raise LuminaryError(f"{self.folder}: no *.safetensors weights (luminary merges safetensors only)")
-        index = self.folder / INDEX_FILE
-        if index.is_file():
-            names = set(json.loads(index.read_text())["weight_map"].values())
-            files = [self.folder / n for n in sorted(names)]
+        files = weight_index_files(self.folder) or files  # an index's shards, each inside the folder
         self.infos: dict[str, TensorInfo] = {}
         for file in files:
-            if not file.is_file():
-                raise LuminaryError(f"{index}: names shard {file.name}, which is missing")
             self.infos.update(read_header(file)[0])
         self._fds: dict[Path, int] = {}
 

@@ -18,13 +18,13 @@ is the merge of the models that know the token.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from luminary.core.io import read_json
 from luminary.core.errors import LuminaryError
 from luminary.merge.zoo import ModelFolder
 
@@ -101,7 +101,7 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None) ->
         if target is None:
             raise LuminaryError(f"tokenizer_source: {folder} has no tokenizer.json")
         added = []
-        size = max(len(target), json.loads((folder / "config.json").read_text()).get("vocab_size", 0)
+        size = max(len(target), read_json(folder / "config.json").get("vocab_size", 0)
                    if (folder / "config.json").is_file() else 0)
         tokenizer_from = folder
     by_id = {i: t for t, i in target.items()}

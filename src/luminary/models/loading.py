@@ -9,13 +9,13 @@ containers only. Remote code is never trusted on the user's behalf.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from luminary.core.io import read_json, weight_index_files
 from luminary.core.errors import LuminaryError
 from luminary.core.runs import list_checkpoints
 from luminary.models.registry import register_all
@@ -85,7 +85,7 @@ def load_config(path: str | Path, trust_remote_code: bool = False):
     register_all()  # normally done already, when the Auto classes were imported
     path = resolve_model_dir(path)
     _check_folder(path)
-    raw = json.loads((path / "config.json").read_text())
+    raw = read_json(path / "config.json")
     if "auto_map" in raw and not trust_remote_code:
         model_type = raw.get("model_type", "?")
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -93,7 +93,8 @@ def load_config(path: str | Path, trust_remote_code: bool = False):
         if model_type not in CONFIG_MAPPING:
             raise LuminaryError(
                 f"{path}: model_type '{model_type}' needs the folder's own Python code; "
-                "luminary does not run remote code unless you pass --trust-remote-code"
+                "luminary runs no remote code (the folder's own Python) unless the Python API is given "
+                "trust_remote_code=True; no command does"
             )
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -116,6 +117,7 @@ def load_model(
     safe, pickled = weight_files(path)
     try:
         if safe:
+            weight_index_files(path)  # an index may name only shards inside the folder
             try:
                 return auto_class.from_pretrained(
                     path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs

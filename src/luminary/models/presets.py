@@ -81,3 +81,12 @@ def check_heads(config: PretrainedConfig) -> None:
         raise LuminaryError(
             f"model: hidden_size {config.hidden_size} is not divisible by num_attention_heads {heads}"
         )
+
+
+def check_context(config: PretrainedConfig, seq_len: int, field: str) -> None:
+    """Refuse sequences longer than the model's position limit (``max_position_embeddings``, GPT-2's
+    ``n_positions``): a learned position table has no row for them, and a rotary model was not built for them."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if limit and seq_len > limit:
+        raise LuminaryError(f"{field}: {seq_len} is above the model's max_position_embeddings ({limit}); "
+                            f"lower it, or raise max_position_embeddings in the model's config")

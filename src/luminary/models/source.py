@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
+from luminary.core.io import weight_index_files
 from luminary.core.errors import LuminaryError
 from luminary.core.modules import list_blocks
 from luminary.core.progress import info
@@ -148,23 +148,8 @@ class FolderWeights:
 
     def _contained(self, files: list[Path]) -> list[Path]:
         """The files to read: those an index names (each must lie inside the folder), else all of them."""
-        index = self.folder / "model.safetensors.index.json"
-        if not index.is_file():
-            return files
-        try:
-            named = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LuminaryError(f"{index}: not a safetensors index ({exc})") from None
-        root = self.folder.resolve()
-        out = []
-        for name in named:
-            path = (self.folder / name).resolve()
-            if root not in path.parents:
-                raise LuminaryError(f"{index}: shard '{name}' lies outside the model folder; refused")
-            if not path.is_file():
-                raise LuminaryError(f"{index}: shard '{name}' is missing")
-            out.append(path)
-        return out
+        named = weight_index_files(self.folder)
+        return files if named is None else named
 
     def _open_safetensors(self, files: list[Path]) -> None:
         from safetensors import safe_open

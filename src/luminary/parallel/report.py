@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from luminary.core.io import atomic_write_json
+from luminary.core.io import atomic_write_json, read_json
 from luminary.parallel.plan import Plan, auto_plan, memory_per_rank
 
 
@@ -61,6 +61,4 @@ def write_plan(data: dict[str, Any], path: Path) -> None:
 
 
 def read_plan(path: Path) -> Plan:
-    import json
-
-    return Plan.from_json(json.loads(Path(path).read_text()))
+    return Plan.from_json(read_json(Path(path)))

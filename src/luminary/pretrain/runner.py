@@ -13,7 +13,6 @@ each checkpoint) and checkpoints/step_NNNNNN/.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,10 @@ import torch
 
 from luminary.core.config import load_config, validate
 from luminary.core.errors import LuminaryError
+from luminary.core.io import read_json
 from luminary.core.modules import unwrap
 from luminary.core.runs import read_metrics
+from luminary.models.presets import build_config, check_context
 from luminary.models.source import ModelSource
 from luminary.pretrain.prepare import PreparedData, check_lock, prepare
 from luminary.pretrain.recipe import Recipe, check_recipe, phase_steps, upgrade_recipe
@@ -115,8 +116,10 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
             raise LuminaryError(f"train.global_batch {t.global_batch} is not a multiple of micro_batch × "
                                 f"data-parallel ranks ({t.micro_batch} × {deployer.dp_size})")
 
+    check_context(build_config(recipe.model.preset, recipe.model.vocab_size or 2, **recipe.model.overrides),
+                  t.seq_len, "train.seq_len")  # before any data is prepared
     deployer = start_run(run_dir, deploy, recipe, resume=resume, needs=CAUSAL_LM,
-                         info={"recipe_file": str(recipe_path)}, check=divisible)
+                         info={"recipe_file": str(recipe_path)}, check=divisible, upgrade=upgrade_recipe)
     data = _prepare_collectively(recipe, run_dir, deployer)
     source = pretrain_model(recipe, data.tokenizer)
     steps = phase_steps(recipe)
@@ -171,7 +174,7 @@ def open_run(run_dir: str | Path) -> tuple[Recipe, PreparedData]:
     run_json = run_dir / "run.json"
     if not run_json.is_file():
         raise LuminaryError(f"{run_dir}: not a pretraining run folder (no run.json)")
-    recipe = validate(Recipe, upgrade_recipe(json.loads(run_json.read_text())["config"]), str(run_json))
+    recipe = validate(Recipe, upgrade_recipe(read_json(run_json)["config"]), str(run_json))
     return recipe, prepare(recipe, run_dir)
 
 

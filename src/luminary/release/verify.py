@@ -1,6 +1,9 @@
 """``luminary verify DIR``: recheck a release, file by file and sample by sample.
 
-1. Every file's sha256 against ``MANIFEST.sha256`` (changed, missing, unlisted).
+1. Every file's sha256 against ``MANIFEST.sha256`` (changed, missing, unlisted),
+   every path inside the release (no ``..``, absolute path or symbolic link
+   leading out), and what ``index.json`` records (each chunk's and weight
+   file's sha256, each shard a checkpoint's index names) against the files.
 2. Every chunk rebuilt from ``recipe.json`` (the sources re-read and
    re-tokenized with the released tokenizer) equals the released one.
 3. The batch of every step, hashed from the released chunk, equals the hash the
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from luminary.core.config import validate
 from luminary.core.errors import LuminaryError
-from luminary.core.io import read_manifest, verify_manifest
+from luminary.core.io import contained, read_json, read_manifest, sha256_file, verify_manifest, weight_index_files
 from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
 from luminary.pretrain.recipe import Recipe
@@ -29,7 +32,7 @@ DERIVED = ("analysis", "report")  # written after the release, outside the manif
 def _rebuild_mixture(release: Path, data_dir: Path):
     from luminary.pretrain.prepare import prepare
 
-    recipe = validate(Recipe, json.loads((release / "recipe.json").read_text()), str(release / "recipe.json"))
+    recipe = validate(Recipe, read_json(release / "recipe.json"), str(release / "recipe.json"))
     recipe = recipe.model_copy(update={
         "tokenizer": recipe.tokenizer.model_copy(update={"path": str(release / "tokenizer")}),
         "data_dir": str(data_dir),
@@ -37,21 +40,27 @@ def _rebuild_mixture(release: Path, data_dir: Path):
     return prepare(recipe, data_dir)
 
 
-def verify_release(release: str | Path, data_dir: str | Path | None = None, rebuild: bool = True) -> list[str]:
+def verify_release(release: str | Path, data_dir: str | Path | None = None, rebuild: bool = True,
+                   allow_symlinks: bool = False) -> list[str]:
     release = Path(release)
     if not (release / "index.json").is_file():
         raise LuminaryError(f"{release}: not a release folder (no index.json)")
     read_manifest(release)  # a missing manifest is bad input
-    problems = verify_manifest(release, ignore=DERIVED)
+    problems = verify_manifest(release, ignore=DERIVED, allow_symlinks=allow_symlinks)
     try:
-        index = json.loads((release / "index.json").read_text())
+        index = read_json(release / "index.json")
         logged = {r["step"]: r.get("batch_sha256") for r in read_metrics(release / "metrics.jsonl")}
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
         # a damaged index or log is already named by the manifest check; nothing more can be rebuilt
         return problems or [f"index.json or metrics.jsonl: unreadable ({exc})"]
     batch = index["global_batch"]
+    problems += _index_claims(release, index)
     for entry in index["checkpoints"]:
-        chunk = release / entry["chunk"]
+        try:
+            chunk = contained(release, entry["chunk"], "index.json chunk")
+        except LuminaryError as exc:
+            problems.append(str(exc))
+            continue
         if not chunk.is_file():
             continue  # already reported by the manifest check
         try:
@@ -68,6 +77,35 @@ def verify_release(release: str | Path, data_dir: str | Path | None = None, rebu
         with tempfile.TemporaryDirectory() as tmp:
             data = _rebuild_mixture(release, Path(data_dir) if data_dir else Path(tmp))
             problems += _compare_chunks(release, index, data.mixture)
+    return problems
+
+
+def _index_claims(release: Path, index: dict) -> list[str]:
+    """What ``index.json`` records, checked against the files: each checkpoint and chunk inside the release,
+    each chunk's and each weight file's sha256, each shard a checkpoint's own index names.
+
+    A file changed and the manifest rewritten to match still fails here, unless
+    ``index.json`` was rewritten as well (which the manifest covers): the
+    manifest's own digest, printed by ``release verify``, is what to publish.
+    """
+    problems = []
+    for entry in index["checkpoints"]:
+        try:
+            folder = contained(release, entry["checkpoint"], "index.json checkpoint")
+            chunk = contained(release, entry["chunk"], "index.json chunk")
+            if folder.is_dir():
+                weight_index_files(folder)  # a shard named outside the checkpoint is refused here
+        except LuminaryError as exc:
+            problems.append(str(exc))
+            continue
+        if chunk.is_file() and entry.get("chunk_sha256") not in (None, sha256_file(chunk)):
+            problems.append(f"{entry['chunk']}: sha256 differs from what index.json records")
+        for name, digest in (entry.get("weights_sha256") or {}).items():
+            path = folder / name
+            if "/" in name or not path.is_file():
+                problems.append(f"{entry['checkpoint']}/{name}: named by index.json, missing")
+            elif sha256_file(path) != digest:
+                problems.append(f"{entry['checkpoint']}/{name}: sha256 differs from what index.json records")
     return problems
 
 
@@ -91,13 +129,3 @@ def _compare_chunks(release: Path, index: dict, mixture) -> list[str]:
                     problems.append(f"{entry['chunk']}: differs from the chunk rebuilt from recipe.json")
             bar.advance()
     return problems
-
-
-def checkpoint_entry(release: Path, ckpt: int) -> dict:
-    index = json.loads((Path(release) / "index.json").read_text())
-    n = len(index["checkpoints"])
-    if not 0 <= ckpt < n:
-        raise LuminaryError(f"--ckpt: {ckpt} is beyond the release's checkpoints 0..{n - 1}")
-    return index["checkpoints"][ckpt]
-
-

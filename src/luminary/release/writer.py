@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, sha256_file, write_manifest
+from luminary.core.io import atomic_dir, read_json, sha256_file, write_manifest
+from luminary.core.locks import locked
 from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
 from luminary.release.card import model_card
@@ -55,7 +56,7 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
     if any(s not in metrics for s in range(last)):
         raise LuminaryError(f"{run_dir}/metrics.jsonl: steps before {last} are missing")
     entries: list[dict[str, Any]] = []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "release"), atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "chunks").mkdir()
         (tmp / "checkpoints").mkdir()
         previous = 0
@@ -87,7 +88,7 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
                         ignore=shutil.ignore_patterns(".tmp-*"))
         shutil.copy2(run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
         shutil.copy2(run_dir / "recipe.lock.json", tmp / "recipe.lock.json")
-        (tmp / "recipe.json").write_text(json.dumps(json.loads((run_dir / "run.json").read_text())["config"], indent=2))
+        (tmp / "recipe.json").write_text(json.dumps(read_json(run_dir / "run.json")["config"], indent=2))
         index = {"format": fmt, "global_batch": mixture.global_batch, "seq_len": recipe.train.seq_len,
                  "checkpoints": entries}
         (tmp / "index.json").write_text(json.dumps(index, indent=2))

@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification
 
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, write_manifest
+from luminary.core.locks import locked
 from luminary.models.loading import load_config, load_model, load_tokenizer
 
 MAX_LENGTH = 512
@@ -96,7 +97,7 @@ class Scorer:
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write a Cappy-format folder (safetensors, tokenizer, MANIFEST.sha256) atomically."""
         folder = Path(folder)
-        with atomic_dir(folder, overwrite=overwrite) as tmp:
+        with locked(folder, "scorer folder"), atomic_dir(folder, overwrite=overwrite) as tmp:
             self.model.config.problem_type = "regression"
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(str(tmp))
@@ -169,7 +170,7 @@ def copy_backbone(source: str | Path, out: str | Path, overwrite: bool = False) 
     """
     source, out = Path(source), Path(out)
     load_config(source)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with locked(out, "model folder"), atomic_dir(out, overwrite=overwrite) as tmp:
         for item in source.iterdir():
             if item.name.startswith("."):
                 continue

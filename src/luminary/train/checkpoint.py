@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, load_state, read_safetensors_folder, save_state, sweep_temporaries, write_manifest
+from luminary.core.io import (atomic_dir, load_state, read_json, read_safetensors_folder, save_state, sweep_temporaries,
+                              write_manifest)
 from luminary.core.runs import TRAINER_STATE, list_checkpoints
 
 
@@ -78,7 +79,7 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
     path = folder / TRAINER_STATE / "trainer.json"
     if not path.is_file():
         raise LuminaryError(f"{path}: not found (not a luminary checkpoint?)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def load_named_state(folder: Path, name: str) -> Any:

@@ -120,7 +120,7 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     """Train as the config says into run folder ``out``; returns the step records."""
     from luminary.models import load_tokenizer
     from luminary.models.loading import load_config
-    from luminary.models.presets import FAMILIES, PRESETS
+    from luminary.models.presets import FAMILIES, PRESETS, check_context
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
     from luminary.train.run import CAUSAL_LM, check_deploy, fit_run, start_run
     from luminary.train.trainer import Evaluation
@@ -138,6 +138,7 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     vocab = source.config.vocab_size
     if len(tokenizer) > vocab:
         raise LuminaryError(f"tokenizer: {len(tokenizer)} tokens do not fit the model's vocabulary of {vocab}")
+    check_context(source.config, config.data.seq_len, "data.seq_len")
     blocks = pack_blocks(read_documents(config.data), tokenizer, config.data.seq_len)
     n_eval = int(len(blocks) * config.data.eval_fraction)
     order = np.random.default_rng(deploy.seed).permutation(len(blocks))

@@ -29,6 +29,8 @@ from pydantic import BaseModel
 from luminary.core.config import dump_config
 from luminary.core.deploy import CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
+from luminary.core.io import read_json
+from luminary.core.locks import acquire
 from luminary.core.runs import write_run_json
 from luminary.train.deployer import Deployer
 from luminary.train.schedules import ScheduleConfig, build_schedule
@@ -72,12 +74,14 @@ def _world_size() -> int:
 
 def start_run(out: str | Path, deploy: DeployConfig, config: BaseModel | dict[str, Any], resume: bool = False,
               needs: Iterable[str] = (), info: dict[str, Any] | None = None, model_config: Any = None,
-              check: Callable[[Deployer], None] | None = None) -> Deployer:
+              check: Callable[[Deployer], None] | None = None,
+              upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Deployer:
     """Check, make the Deployer, create the run folder and write ``run.json`` (rank 0).
 
     ``model_config``: the model's config, checked against the mesh (every head
     count must divide by ``deploy.tp``) before any process group starts;
-    ``check(deployer)``: the capability's own checks that need the mesh, before anything is written.
+    ``check(deployer)``: the capability's own checks that need the mesh, before anything is written;
+    ``upgrade``: see :func:`check_same_run`.
     """
     out = Path(out)
     check_deploy(deploy, needs)
@@ -92,12 +96,65 @@ def start_run(out: str | Path, deploy: DeployConfig, config: BaseModel | dict[st
     deployer = Deployer.from_config(deploy, workdir=out)
     if check is not None:
         check(deployer)
+    refused = None
+    if deployer.is_main:  # one writer per run folder (luminary.core.locks); held until the process ends
+        try:
+            acquire(out, "run folder")
+            if resume:
+                check_same_run(out, config, upgrade)
+        except LuminaryError as exc:
+            refused = str(exc)
+    refused = deployer.broadcast_object(refused)
+    if refused:
+        raise LuminaryError(refused)
     if deployer.is_main:
         out.mkdir(parents=True, exist_ok=True)
         resolved = dump_config(config) if isinstance(config, BaseModel) else config
         write_run_json(out, resolved, deploy.seed, info)
     deployer.barrier()
     return deployer
+
+
+# deploy keys a resumed run may change: where and how fast it runs, not what it computes from
+RESUMABLE = ("device", "dp", "tp", "tp_overrides", "compile", "activation_checkpointing", "precision",
+             "checkpoints", "log", "wandb", "loader")
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if path == "deploy" and key in RESUMABLE:
+                continue
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path or '(root)'} is {a!r} there and {b!r} here"
+
+
+def check_same_run(out: Path, config: BaseModel | dict[str, Any],
+                   upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """``--resume`` continues this config's own run only, never another run's folder.
+
+    The folder's ``run.json`` must hold the same resolved config, but for the
+    deploy keys in :data:`RESUMABLE` (a run may resume on another mesh or
+    device); a folder with files and no ``run.json`` is not a run to continue.
+    ``upgrade`` brings a ``run.json`` an older luminary wrote into today's shape.
+    """
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    run_json = out / "run.json"
+    if not run_json.is_file():
+        raise LuminaryError(f"{out}: holds files but no run.json: not a run this config can continue "
+                            "(choose another --out)")
+    recorded = read_json(run_json).get("config")
+    if not isinstance(recorded, dict):
+        raise LuminaryError(f"{run_json}: has no config: not a luminary run folder (choose another --out)")
+    resolved = dump_config(config) if isinstance(config, BaseModel) else config
+    difference = _first_difference(upgrade(recorded) if upgrade else recorded, resolved)
+    if difference:
+        raise LuminaryError(f"{run_json}: {difference}; --resume continues the same run only "
+                            "(choose another --out)")
 
 
 def total_steps(deployer: Deployer, n_examples: int, per_device_batch_size: int, accumulate_grad_batches: int,
@@ -168,9 +225,7 @@ def fit_run(
 
 def _read_config(deployer: Deployer) -> dict[str, Any] | None:
     """The resolved config of the run folder (for the W&B sink)."""
-    import json
-
     path = deployer.workdir / "run.json" if deployer.workdir else None
     if path is None or not path.is_file():
         return None
-    return json.loads(path.read_text()).get("config")
+    return read_json(path).get("config")

@@ -26,17 +26,20 @@ Under torchrun the same code runs data- and tensor-parallel (luminary.parallel).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from luminary.core.deploy import CheckpointPolicy
-from luminary.core.errors import LuminaryError
+from luminary.core.errors import Interrupted, LuminaryError
 from luminary.core.modules import unwrap
 from luminary.core.progress import progress_bar
 from luminary.core.runs import MetricsLog, checkpoint_name, list_checkpoints
@@ -206,6 +209,8 @@ class Trainer:
         self.source: Any = None
         self.metrics: MetricsLog | None = None
         self.sinks: Sinks | None = None
+        self.stop_signal: int | None = None  # set by SIGINT / SIGTERM during fit
+        self.stop_agreed = False
         loader = deployer.config.loader
         self.prefetcher = Prefetcher(collate_fn, deployer.pin_memory, loader.prefetch)
 
@@ -246,6 +251,8 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + torch.as_tensor(value, device=loss.device).float() * count
             sums["count"] = sums.get("count", 0.0) + count
         sums["tokens"] = torch.tensor(float(tokens), device=loss.device)
+        # a stop asked for by a signal travels with the step's sums: every rank stops after the same step
+        sums["stop"] = torch.tensor(float(self.stop_signal is not None), device=loss.device)
         keys = sorted(sums)
         totals = d.all_reduce_sum(torch.stack([sums[k] for k in keys]))
         # one pass over the gradients: sums -> global mean, then clipped
@@ -257,6 +264,7 @@ class Trainer:
         total = dict(zip(keys, totals_list))
         count = max(total.pop("count"), 1e-12)
         tokens = int(total.pop("tokens"))
+        self.stop_agreed = total.pop("stop") > 0
         if not math.isfinite(total["loss"]) or not math.isfinite(norm):
             raise LuminaryError(f"step {self.step}: loss or gradient norm is not finite (lower the learning rate?)")
         record = {"step": self.step, "lr": lr, "grad_norm": norm, "tokens": tokens}
@@ -303,7 +311,7 @@ class Trainer:
         look_ahead = not hasattr(self.source, "state_dict")  # a stream's position is its state: read in order
         pending: list[list[Any]] | None = None
         try:
-            with progress_bar("train", last_step) as bar:
+            with progress_bar("train", last_step) as bar, self._stop_on_signals():
                 bar.advance(self.step)
                 while self.step < last_step:
                     for cb in self.callbacks:
@@ -332,11 +340,49 @@ class Trainer:
                     bar.advance(1, info=f"loss {record['loss']:.4f}")
                     if d.workdir is not None and self.step in due:
                         self.save(policy)
+                    if self.stop_agreed:
+                        self._stop(policy, saved=self.step in due)
         finally:
             self.prefetcher.close()
             if self.sinks:
                 self.sinks.close()
         return records
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM finish the step, save and stop (:meth:`_stop`); a second one stops at once.
+
+        A preempted cluster job gets SIGTERM and a grace period: the steps since
+        the last checkpoint are kept. Only the main thread can take signals; in
+        another thread fit runs without these handlers.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_signal is not None:  # the second signal: now
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+            self.stop_signal = signum
+            self.deployer.log(f"{signal.Signals(signum).name}: stopping after this step (again to stop at once)")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _stop(self, policy: CheckpointPolicy, saved: bool) -> None:
+        """Save the step reached (unless just saved) and end the run with :class:`Interrupted`."""
+        d = self.deployer
+        folder = None
+        if d.workdir is not None:
+            folder = self.checkpoints_dir / checkpoint_name(self.step) if saved else self.save(policy)
+        signum = self.stop_signal or signal.SIGTERM  # another rank's signal, when this one got none
+        raise Interrupted(signum, self.step, folder)
 
     def _examples(self, step: int, global_batch: int) -> list[list[Any]] | None:
         """This rank's micro-batches of ``step`` (None when a finite stream has run dry)."""
