@@ -123,3 +123,16 @@ def train_config(tmp_path, tokenizer_dir, stdlib_texts):
         "deploy": {"seed": 1, "precision": "fp32", "checkpoints": {"every": 4}},
     }))
     return path
+
+
+def test_a_finished_run_frees_its_folder_for_other_processes(tmp_path, cli, train_config):
+    out = tmp_path / "run"
+    assert cli("train", train_config, "--out", out).returncode == 0  # in this process
+    child = subprocess.run([sys.executable, "-c", HOLD, str(out)], input="", capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    cli("train", train_config.with_name("missing.yaml"), "--out", out)  # a refused start leaves it free too
+    bad = tmp_path / "other.yaml"
+    bad.write_text(train_config.read_text().replace("seed: 1", "seed: 2"))
+    cli("train", bad, "--out", out, "--resume").one_line_error("deploy.seed is 1 there and 2 here")
+    child = subprocess.run([sys.executable, "-c", HOLD, str(out)], input="", capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr

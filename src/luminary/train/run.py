@@ -30,7 +30,7 @@ from luminary.core.config import dump_config
 from luminary.core.deploy import CheckpointPolicy, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.core.io import read_json
-from luminary.core.locks import acquire
+from luminary.core.locks import acquire, release
 from luminary.core.runs import write_run_json
 from luminary.train.deployer import Deployer
 from luminary.train.schedules import ScheduleConfig, build_schedule
@@ -97,7 +97,7 @@ def start_run(out: str | Path, deploy: DeployConfig, config: BaseModel | dict[st
     if check is not None:
         check(deployer)
     refused = None
-    if deployer.is_main:  # one writer per run folder (luminary.core.locks); held until the process ends
+    if deployer.is_main:  # one writer per run folder (luminary.core.locks); released when fit_run ends
         try:
             acquire(out, "run folder")
             if resume:
@@ -106,6 +106,7 @@ def start_run(out: str | Path, deploy: DeployConfig, config: BaseModel | dict[st
             refused = str(exc)
     refused = deployer.broadcast_object(refused)
     if refused:
+        release(out)  # where this process took it before the refusal
         raise LuminaryError(refused)
     if deployer.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -218,8 +219,12 @@ def fit_run(
 
         check_fusable(trainer.model, "deploy.fused_cross_entropy")
     run = _read_config(deployer) if "wandb" in deployer.config.log else None
-    records = trainer.fit(train_examples, per_device_batch_size, max_steps=total, evaluation=evaluation,
-                          checkpoint=checkpoint, resume=resume, config=run)
+    try:
+        records = trainer.fit(train_examples, per_device_batch_size, max_steps=total, evaluation=evaluation,
+                              checkpoint=checkpoint, resume=resume, config=run)
+    finally:  # the run folder is free again (for a Python session that goes on to other work)
+        if deployer.workdir is not None:
+            release(deployer.workdir)
     return FitResult(records, trainer)
 
 
