@@ -82,3 +82,48 @@ def test_samples_are_windows_of_the_stream():
     loc = m.locate(5)
     sample = m.sample(5)["input_ids"]
     assert sample.tolist() == list(range(loc.window * 4, loc.window * 4 + 5))
+
+
+def megatron_from_its_definition(weights, n):
+    """Megatron's build_blending_indices, written from its definition: sample j goes to
+    argmax_d (w_d · max(j, 1) − c_d) over the normalised weights, the lowest d on a tie."""
+    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    counts = np.zeros(len(w), dtype=np.int64)
+    out = []
+    for j in range(n):
+        d = int(np.argmax(w * max(j, 1.0) - counts))  # argmax: the first of equal maxima
+        out.append(d)
+        counts[d] += 1
+    return out
+
+
+def test_megatron_blend_equals_its_definition_and_a_hand_computation():
+    from luminary.data.mixture import blend_drift, megatron_blend
+
+    assert megatron_blend([0.5, 0.5], 4)[0].tolist() == [0, 1, 0, 1]
+    # j=0: .2, .8 -> 1; j=1 (t=1): .2, -.2 -> 0; j=2: -.6, .6 -> 1; j=3, 4: 1; j=5: 0 = 0, a tie -> 0
+    assign, draw = megatron_blend([0.2, 0.8], 6)
+    assert assign.tolist() == [1, 0, 1, 1, 1, 0] and draw.tolist() == [0, 0, 1, 2, 3, 1]
+    rng = np.random.default_rng(0)
+    drifts = []
+    for k in (2, 3, 7, 11):
+        for _ in range(3):
+            w = rng.dirichlet(np.full(k, 0.5))
+            assign, _ = megatron_blend(w, 3000)
+            assert assign.tolist() == megatron_from_its_definition(w, 3000)
+            drifts.append((blend_drift(w, tijdeman_blend(w, 3000)[0]), blend_drift(w, assign)))
+    assert all(t < 1 for t, _ in drifts) and max(m for _, m in drifts) > 1  # Tijdeman's bound; Megatron strays
+
+
+def test_a_recipe_chooses_the_blend(tmp_path):
+    from luminary.data.mixture import megatron_blend
+
+    phases = [Phase("p", 0, 25, (0.83, 0.17))]
+    sources = [SourceSamples(fake_shard(n, 401, 10**6 * i), 4, 2, seed=3) for i, n in enumerate("ab")]
+    ours = Mixture(sources, phases, 4, seed=3)
+    megatron = Mixture(sources, phases, 4, seed=3, blend="megatron")
+    expected = megatron_blend([0.83, 0.17], 100)[0]
+    assert [megatron.locate(i).source for i in range(100)] == expected.tolist()
+    assert [ours.locate(i).source for i in range(100)] != expected.tolist()
+    with pytest.raises(ValueError, match="blend must be one of"):
+        Mixture(sources, phases, 4, seed=3, blend="greedy")

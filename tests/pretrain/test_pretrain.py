@@ -100,3 +100,42 @@ def test_empty_source_folder(tmp_path, cli, recipe):
     result = cli("pretrain", write(tmp_path, recipe), "--out", tmp_path / "run")
     assert result.returncode == 2 and "sources.code.path" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_megatron_blend_from_the_recipe_and_the_drift_of_both(tmp_path, cli, recipe):
+    from luminary.data.mixture import megatron_blend
+
+    run = tmp_path / "run"
+    recipe["phases"] = recipe["phases"][:1]
+    recipe["phases"][0]["steps"] = 2
+    recipe["blend"] = "megatron"
+    assert cli("pretrain", write(tmp_path, recipe), "--out", run).returncode == 0
+    lock = json.loads((run / "recipe.lock.json").read_text())
+    assert lock["blend"] == "megatron"
+    report = json.loads(cli("data", "inspect", run, "--step", 0, "--json").stdout)
+    assert report["blend"] == "megatron" and set(report["blend_drift"]) == {"tijdeman", "megatron"}
+    expected = megatron_blend([0.9, 0.1], 8)[0]  # sources in recipe order: prose, code
+    assert [s["source"] for s in report["samples"]] == [["prose", "code"][d] for d in expected]
+    assert "largest drift from the weights" in cli("data", "inspect", run, "--step", 0).stdout
+
+
+def test_a_run_written_by_an_older_luminary_resumes(tmp_path, cli, recipe):
+    """run.json from before the deploy section (seed and checkpoints at the top) is the same run."""
+    run = tmp_path / "run"
+    recipe["phases"] = recipe["phases"][:1]
+    recipe["phases"][0]["steps"] = 2
+    path = write(tmp_path, recipe)
+    assert cli("pretrain", path, "--out", run).returncode == 0
+    info = json.loads((run / "run.json").read_text())
+    config = info["config"]
+    deploy = config.pop("deploy")
+    config.pop("blend")
+    config["seed"] = deploy["seed"]
+    config["checkpoints"] = {"count": deploy["checkpoints"]["count"], "every": None, "phase_ends": True}
+    for phase in config["phases"]:
+        phase.pop("checkpoint_at_end")
+    (run / "run.json").write_text(json.dumps(info))
+    assert cli("pretrain", path, "--out", run, "--resume").returncode == 0
+    recipe["deploy"]["seed"] = 6
+    cli("pretrain", write(tmp_path, recipe, "other.yaml"), "--out", run, "--resume").one_line_error(
+        "deploy.seed is 5 there and 6 here")

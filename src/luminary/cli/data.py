@@ -23,7 +23,9 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"step {report['step']} (phase {report['phase']})")
+    drift = ", ".join(f"{rule} {value:.3f}" for rule, value in report["blend_drift"].items())
+    typer.echo(f"step {report['step']} (phase {report['phase']}; blend {report['blend']}; "
+               f"largest drift from the weights in this phase, in samples: {drift})")
     for row in report["samples"]:
         excerpt = row["excerpt"].replace("\n", "\\n")[:100]
         typer.echo(f"  #{row['index']:>7} {row['source']:<10} epoch {row['epoch']} window {row['window']:>6}  {excerpt}")

@@ -14,7 +14,8 @@ weights (1.17 measured here over random weight vectors). We use Tijdeman's
 chairman-assignment rule (Tijdeman 1980), which proves
 |c_d(j) − w_d·j| ≤ 1 − 1/(2k−2) for k sources with positive weight: at step
 t = j + 1, among the sources with w_d·t − c_d ≥ C (C = 1/(2k−2)), choose the
-one with the earliest deadline (c_d + 1 − C)/w_d.
+one with the earliest deadline (c_d + 1 − C)/w_d. ``blend="megatron"`` takes
+Megatron's rule instead (:func:`megatron_blend`), to reproduce a Megatron run.
 
 Within a source. Source d's training samples are fixed windows of its token
 stream (length seq_len + 1, stride seq_len, Megatron's packing); the k-th draw
@@ -94,6 +95,45 @@ class SourceSamples:
         return np.asarray(self.shard.tokens[start : start + self.seq_len + 1], dtype=np.int64)
 
 
+def megatron_blend(weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Megatron-LM's ``BlendedDataset`` order (``build_blending_indices`` in its ``helpers.cpp``).
+
+    With weights normalised to sum 1, sample j goes to argmax_d (w_d·max(j, 1) − c_d), the first
+    source on a tie; the option ``blend: megatron`` reproduces a Megatron run's order exactly.
+    Returns (assign, draw) as :func:`tijdeman_blend`.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    wl = (w / w.sum()).tolist()
+    counts = [0] * len(wl)
+    assign = np.empty(n, dtype=np.int16)
+    draw = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        t = max(float(j), 1.0)
+        best, best_error = 0, wl[0] * t - counts[0]
+        for d in range(1, len(wl)):
+            error = wl[d] * t - counts[d]
+            if error > best_error:
+                best, best_error = d, error
+        assign[j] = best
+        draw[j] = counts[best]
+        counts[best] += 1
+    return assign, draw
+
+
+BLENDS: dict[str, Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]] = {
+    "tijdeman": tijdeman_blend, "megatron": megatron_blend}
+
+
+def blend_drift(weights: np.ndarray, assign: np.ndarray) -> float:
+    """max over prefixes j and sources d of |c_d(j) − w_d·j|: how far a blend strays from its weights."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    counts = np.zeros((len(assign) + 1, len(w)))
+    counts[1:] = np.cumsum(np.eye(len(w))[assign], axis=0)
+    j = np.arange(len(assign) + 1, dtype=np.float64)[:, None]
+    return float(np.abs(counts - w[None, :] * j).max())
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -128,7 +168,11 @@ class Mixture:
         fim_tokens: FimTokens | None = None,
         encode: Callable[[str], list[int]] | None = None,
         decode: Callable[[np.ndarray], str] | None = None,
+        blend: str = "tijdeman",
     ):
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {sorted(BLENDS)}, got {blend!r}")
+        self.blend_rule = blend
         self.sources = sources
         self.names = [s.shard.name for s in sources]
         self.phases = phases
@@ -160,7 +204,7 @@ class Mixture:
     def blend(self, p: int) -> tuple[np.ndarray, np.ndarray]:
         if p not in self._blends:
             phase = self.phases[p]
-            self._blends[p] = tijdeman_blend(np.asarray(phase.weights), phase.steps * self.global_batch)
+            self._blends[p] = BLENDS[self.blend_rule](np.asarray(phase.weights), phase.steps * self.global_batch)
         return self._blends[p]
 
     def phase_counts(self, p: int) -> np.ndarray:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from luminary.core.errors import LuminaryError
 from luminary.core.runs import read_metrics
+from luminary.data.mixture import BLENDS, blend_drift
 from luminary.train.data import batch_hash, example_digest
 
 
@@ -31,9 +34,16 @@ def inspect_step(run_dir: str | Path, step: int) -> dict[str, Any]:
         text = data.tokenizer.decode(example["input_ids"][:40].tolist(), skip_special_tokens=False)
         rows.append({"index": loc.index, "source": example["source"], "epoch": loc.epoch, "window": loc.window,
                      "excerpt": text})
+    p = mixture.phase_of_step(step)
+    phase = mixture.phases[p]
+    n = phase.steps * mixture.global_batch
+    drift = {rule: round(blend_drift(np.asarray(phase.weights), blend(np.asarray(phase.weights), n)[0]), 4)
+             for rule, blend in BLENDS.items()}
     return {
         "step": step,
-        "phase": mixture.phases[mixture.phase_of_step(step)].name,
+        "phase": phase.name,
+        "blend": mixture.blend_rule,
+        "blend_drift": drift,  # max |c_d(j) − w_d·j| over the phase, under each rule
         "batch_sha256": digest,
         "logged_sha256": logged.get(step),
         "samples": rows,

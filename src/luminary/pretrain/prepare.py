@@ -20,7 +20,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json
 from luminary.core.progress import info
 from luminary.data.fim import FimTokens
-from luminary.data.mixture import Mixture, Phase, SourceSamples
+from luminary.data.mixture import Mixture, Phase, SourceSamples, blend_drift
 from luminary.pretrain.recipe import Recipe, phase_steps
 from luminary.data.shards import Shard, build_shard, tokenizer_hash
 from luminary.data.sources import load_documents
@@ -103,7 +103,7 @@ def prepare(recipe: Recipe, run_dir: Path, workers: int | None = None) -> Prepar
     mixture = Mixture(
         samples, phases, recipe.train.global_batch, recipe.deploy.seed, fim_tokens,
         encode=lambda text: raw.encode(text, add_special_tokens=False).ids,
-        decode=lambda ids: raw.decode(np.asarray(ids).tolist(), skip_special_tokens=False),
+        decode=lambda ids: raw.decode(np.asarray(ids).tolist(), skip_special_tokens=False), blend=recipe.blend,
     )
     lock = build_lock(recipe, mixture, shards, hashes, tok_dir, len(tokenizer))
     return PreparedData(tokenizer, tok_dir, shards, mixture, lock)
@@ -124,6 +124,7 @@ def build_lock(recipe: Recipe, mixture: Mixture, shards: list[Shard], hashes: di
             "weights": {n: w / total for n, w in zip(mixture.names, phase.weights)},
             "samples_per_source": dict(zip(mixture.names, counts.tolist())),
             "tokens_per_source": {n: int(c) * seq_len for n, c in zip(mixture.names, counts)},
+            "blend_drift": round(blend_drift(np.asarray(phase.weights), mixture.blend(p)[0]), 4),
             "fim": {"rate": phase.fim_rate, "spm": phase.fim_spm},
             "schedule": recipe.phases[p].schedule.model_dump(mode="json"),
         })
@@ -133,6 +134,7 @@ def build_lock(recipe: Recipe, mixture: Mixture, shards: list[Shard], hashes: di
         "global_batch": recipe.train.global_batch,
         "seq_len": seq_len,
         "total_steps": mixture.total_steps,
+        "blend": mixture.blend_rule,
         "sources": {
             s.name: {
                 "type": recipe.sources[s.name].type,

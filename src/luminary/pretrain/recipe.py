@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -107,6 +107,9 @@ class Recipe(Config):
     model: ModelConfig = ModelConfig()
     train: PretrainTrainConfig = PretrainTrainConfig()
     phases: list[PhaseConfig]
+    blend: Literal["tijdeman", "megatron"] = Field(
+        "tijdeman", description="how a phase interleaves its sources: Tijdeman's rule (within one sample of "
+        "the weights at every prefix) or Megatron's BlendedDataset order (to reproduce a Megatron run)")
     validation: ValidationConfig = ValidationConfig()
     deploy: PretrainDeploy = Field(default_factory=PretrainDeploy)
     completion_prompt: str | None = Field(None, description="printed with its completion at the end")

@@ -151,8 +151,16 @@ def check_same_run(out: Path, config: BaseModel | dict[str, Any],
     recorded = read_json(run_json).get("config")
     if not isinstance(recorded, dict):
         raise LuminaryError(f"{run_json}: has no config: not a luminary run folder (choose another --out)")
-    resolved = dump_config(config) if isinstance(config, BaseModel) else config
-    difference = _first_difference(upgrade(recorded) if upgrade else recorded, resolved)
+    recorded = upgrade(recorded) if upgrade else recorded
+    if isinstance(config, BaseModel):  # both resolved: a key added since, with its default, is no difference
+        try:
+            recorded = dump_config(type(config).model_validate(recorded))
+        except ValueError:
+            pass  # compared as written: the first difference names what no longer fits
+        resolved = dump_config(config)
+    else:
+        resolved = config
+    difference = _first_difference(recorded, resolved)
     if difference:
         raise LuminaryError(f"{run_json}: {difference}; --resume continues the same run only "
                             "(choose another --out)")
