@@ -49,3 +49,18 @@ def test_continue_is_the_same_curve_across_phases():
 def test_continue_needs_a_previous_phase():
     with pytest.raises(LuminaryError, match="previous phase"):
         build_phased_schedule([ScheduleConfig(kind="continue")], [5])
+
+
+def test_inverse_sqrt_by_hand():
+    s = build_schedule(ScheduleConfig(kind="inverse_sqrt", peak_lr=1.0, warmup_steps=4), total_steps=100)
+    assert [s(i) for i in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert s(16) == pytest.approx(0.5) and s(64) == pytest.approx(0.25)  # p·√(W/s)
+
+
+def test_warmup_stable_decay_by_hand():
+    # 2 warm-up steps, stable at the peak, the last 20% (4 of 20) cool down linearly to 0.1
+    s = build_schedule(ScheduleConfig(kind="wsd", peak_lr=1.0, warmup_steps=2, end_lr=0.1), total_steps=20)
+    assert [s(0), s(1), s(2), s(15), s(16)] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert s(17) == pytest.approx(1.0 - 0.9 * 1 / 4) and s(20) == pytest.approx(0.1)
+    r = build_schedule(ScheduleConfig(kind="wsd", peak_lr=1.0, decay_steps=4, cooldown="1-sqrt"), total_steps=20)
+    assert r(16) == 1.0 and r(17) == pytest.approx(1.0 - math.sqrt(0.25)) and r(20) == pytest.approx(0.0)

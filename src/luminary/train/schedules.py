@@ -12,6 +12,11 @@ length D (t = s − W, clipped to [0, D]):
 - constant:          p
 - linear:            p + (e − p) · t / D
 - cosine:            e + (p − e) · (1 + cos(π t / D)) / 2
+- inverse_sqrt:      p · √(W / s)  (Vaswani et al. 2017, fairseq's ``inverse_sqrt``; W taken as 1 when 0)
+- wsd:               warm-up, then p (stable) until the last D steps of the phase, then a cool-down
+                     to e over those D steps, linear p + (e − p)·u or ``1-sqrt`` e + (p − e)(1 − √u),
+                     u = (s − (T − D)) / D (warmup-stable-decay: MiniCPM, Hu et al. 2024; the cool-down
+                     shapes of Hägele et al. 2024); D defaults to 20% of the phase T
 
 Phases chain (Crystal, ``specs/crystal.md``): a phase may take as its peak the
 value where the previous phase stopped (``peak_lr: continue``, then re-warm and
@@ -32,12 +37,14 @@ from luminary.core.errors import LuminaryError
 
 
 class ScheduleConfig(Config):
-    kind: Literal["constant", "linear", "cosine", "continue"] = "cosine"
+    kind: Literal["constant", "linear", "cosine", "inverse_sqrt", "wsd", "continue"] = "cosine"
     peak_lr: Union[float, Literal["continue"]] = 3e-4
     warmup_steps: int = Field(0, ge=0)
     warmup_start_lr: float = Field(0.0, ge=0)
     end_lr: float = Field(0.0, ge=0)
-    decay_steps: int | None = Field(None, ge=1, description="steps of decay after warm-up; default: the rest of the phase")
+    decay_steps: int | None = Field(None, ge=1, description="steps of decay after warm-up; default: the rest of "
+                                    "the phase (wsd: the cool-down at the end; default 20% of the phase)")
+    cooldown: Literal["linear", "1-sqrt"] = Field("linear", description="wsd: the cool-down's shape")
 
     @model_validator(mode="after")
     def _check(self):
@@ -56,12 +63,22 @@ class WarmupDecay:
     warmup_start: float = 0.0
     end: float = 0.0
     decay_steps: int = 1
+    stable_steps: int = 0  # wsd: steps at the peak between warm-up and cool-down
+    cooldown: str = "linear"
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return self.warmup_start + (self.peak - self.warmup_start) * step / self.warmup_steps
         if self.kind == "constant":
             return self.peak
+        if self.kind == "inverse_sqrt":
+            w = max(self.warmup_steps, 1)
+            return self.peak * math.sqrt(w / max(step, w))
+        if self.kind == "wsd":
+            u = min(max(step - self.warmup_steps - self.stable_steps, 0) / self.decay_steps, 1.0)
+            if self.cooldown == "1-sqrt":
+                return self.end + (self.peak - self.end) * (1.0 - math.sqrt(u))
+            return self.peak + (self.end - self.peak) * u
         t = min(step - self.warmup_steps, self.decay_steps) / self.decay_steps
         if self.kind == "linear":
             return self.peak + (self.end - self.peak) * t
@@ -97,6 +114,11 @@ def build_schedule(config: ScheduleConfig, total_steps: int, previous: Schedule 
     if config.kind == "continue":
         return Shifted(previous, previous_steps)
     peak = previous(previous_steps) if config.peak_lr == "continue" else float(config.peak_lr)
+    if config.kind == "wsd":
+        decay = config.decay_steps or max(round(0.2 * total_steps), 1)
+        stable = max(total_steps - config.warmup_steps - decay, 0)
+        return WarmupDecay("wsd", peak, config.warmup_steps, config.warmup_start_lr, config.end_lr, decay,
+                           stable, config.cooldown)
     decay = config.decay_steps or max(total_steps - config.warmup_steps, 1)
     return WarmupDecay(config.kind, peak, config.warmup_steps, config.warmup_start_lr, config.end_lr, decay)
 
