@@ -39,7 +39,7 @@ def test_bare_group_shows_its_help():
     [
         (["merge", "run", "cfg.yaml"], ["luminary merge run", "--out", "--help"]),
         (["train", "--bogus", "cfg.yaml"], ["luminary train", "No such option: --bogus"]),
-        (["generate"], ["luminary generate", "Missing argument", "model"]),
+        (["generate"], ["luminary generate", "Missing argument", "MODEL"]),
         (["nosuch"], ["No such command", "nosuch"]),
     ],
 )
@@ -108,3 +108,12 @@ def test_pickle_model_refused_by_generate(tmp_path, cli, tokenizer):
     cli("generate", tmp_path, "--prompt", "x").one_line_error("pytorch_model.bin", "refused")
     ok = cli("generate", tmp_path, "--prompt", "x", "--allow-pickle", "--max-new-tokens", "3")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_version_and_whole_help_lines():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("luminary 0.")
+    listing = run("ctc", "--help").stdout
+    commands = listing.split("Commands:")[1]
+    assert "(no download)" in commands and "per example" in commands  # each first line whole, not cut at 45
+    assert "CONFIG" in run("train", "--help").stdout

@@ -48,6 +48,32 @@ def _register() -> None:
         importlib.import_module(name).register(app)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from luminary import __version__
+
+        typer.echo(f"luminary {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="print luminary's version and exit")) -> None:
+    """An open workshop for language models: pretrain, release, merge, score, evaluate and align."""
+
+
+def _polish(command) -> None:
+    """Help as users read it: each command's first line whole in its group's list (click cuts it at 45
+    characters), arguments named as users type them (CONFIG, not {config})."""
+    for sub in getattr(command, "commands", {}).values():
+        if sub.help and not sub.short_help:
+            sub.short_help = sub.help.strip().split("\n\n")[0].replace("\n", " ")
+        _polish(sub)
+    for param in getattr(command, "params", []):
+        if param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+
+
 _register()
 
 
@@ -78,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     _quiet_libraries()
     command = typer.main.get_command(app)
+    _polish(command)
     try:
         code = command.main(args=args, prog_name="luminary", standalone_mode=False)
     except (LuminaryError, OSError, UnicodeDecodeError) as exc:
