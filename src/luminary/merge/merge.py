@@ -22,6 +22,7 @@ import yaml
 
 from luminary.core.io import MANIFEST, atomic_dir, atomic_write_text, sha256_file
 from luminary.core.locks import locked
+from luminary.merge.chat_templates import resolve_chat_template
 from luminary.merge.config import MergeConfig
 from luminary.merge.executor import execute
 from luminary.merge.plan import MergePlan, build_plan
@@ -87,10 +88,12 @@ def run_merge(config: MergeConfig, out: str | Path, overwrite: bool = False) -> 
     models = open_models(config.referenced_models())
     try:
         plan = build_plan(config, models)
+        chat_template = resolve_chat_template(config.chat_template,
+                                              [models[n].path for n in config.referenced_models()])
         recorded = yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=False)
         write_folder(out, plan, output_config(plan), plan.vocab.tokenizer_from if plan.vocab else
                      plan.models[plan.reference].path, plan.vocab.added_tokens if plan.vocab else (),
-                     config.chat_template, {"merge_config.yaml": recorded}, config.max_shard_size, overwrite)
+                     chat_template, {"merge_config.yaml": recorded}, config.max_shard_size, overwrite)
     finally:
         for m in models.values():
             m.close()

@@ -83,6 +83,17 @@ def check_parameter_names(config: MergeConfig, method: MergeMethod) -> None:
                                 f"(it reads: {', '.join(own) or 'none'}){hint}")
 
 
+def _refuse_duplicates(names: list[str], where: str) -> None:
+    """A model given twice is refused, as mergekit refuses duplicate inputs (it would count it twice
+    in every average; give it once with the weight wanted)."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise LuminaryError(f"{where}: model '{name}' is listed twice (mergekit refuses duplicate inputs; "
+                                "list it once with the weight wanted)")
+        seen.add(name)
+
+
 class _Planner:
     def __init__(self, config: MergeConfig, models: dict[str, ModelFolder]):
         self.config, self.models = config, models
@@ -90,16 +101,22 @@ class _Planner:
         check_parameter_names(config, self.method)
         self.tasks: list[TensorTask] = []
         self.slices = config.slices or [self._models_slice(config)]
+        for i, out in enumerate(config.slices or []):
+            _refuse_duplicates([s.model for s in out.sources], f"slices[{i}].sources")
         first = self.slices[0]
         self.reference = config.base_model or first.base_model or first.sources[0].model
         self._check_architectures()
-        self.vocab = plan_vocab(models, self.reference, config.vocab_source)
+        self.vocab = plan_vocab(models, self.reference, config.vocab_source,
+                                true_base=config.base_model or first.base_model)
 
     def _models_slice(self, config: MergeConfig) -> OutputSlice:
+        names = [m.model for m in config.models]
+        _refuse_duplicates(names, "models")
         sources = [dict(model=m.model, layer_range=(0, self._layers(m.model)), parameters=m.parameters)
                    for m in config.models]
-        names = [m.model for m in config.models]
-        if config.base_model and config.base_model not in names and self.method.base == "required":
+        if config.base_model and config.base_model not in names:
+            # mergekit adds an unlisted base as one more input, whatever the method: for linear it is
+            # then averaged in with the weight of the top-level parameters
             sources.append(dict(model=config.base_model, layer_range=(0, self._layers(config.base_model))))
         counts = {s["layer_range"][1] for s in sources}
         if len(counts) > 1:
@@ -144,7 +161,7 @@ class _Planner:
     def _add(self, out: OutputSlice, out_name: str, names: dict[str, str], t: float) -> None:
         """One task: ``names`` maps each source model (base included) to its tensor name."""
         base_name = out.base_model or self.config.base_model
-        if self.method.base == "required":
+        if self.method.base == "required" or (self.method.base == "optional" and base_name):
             base = (base_name, names[base_name])
             inputs = [(m, n) for m, n in names.items() if m != base_name]
         else:
@@ -179,13 +196,20 @@ class _Planner:
             self.method.check_models(len(others), True, "models")
             if base not in models:
                 models.append(base)
+        elif self.method.base == "optional" and base:
+            self.method.check_models(len([m for m in models if m != base]), True, "models")
+            if base not in models:
+                models.append(base)
         else:
             self.method.check_models(len(models), False, "models")
         return models, base
 
+    def _separate_base(self, base: str | None) -> bool:
+        return self.method.base == "required" or (self.method.base == "optional" and base is not None)
+
     def outside(self, out: OutputSlice, pre: bool) -> None:
         models, base = self._slice_models(out)
-        ref = self.models[base if self.method.base == "required" else models[0]]
+        ref = self.models[base if self._separate_base(base) else models[0]]
         for name in ref.outside:
             if _is_pre(name) == pre:
                 self._add(out, name, {m: name for m in models}, 0.0)
@@ -201,7 +225,7 @@ class _Planner:
             if s.layer_range[1] > self._layers(s.model):
                 raise LuminaryError(f"slices: {s.model} has {self._layers(s.model)} layers, "
                                     f"layer_range {list(s.layer_range)} goes past them")
-        ref_model = base if self.method.base == "required" else models[0]
+        ref_model = base if self._separate_base(base) else models[0]
         start.setdefault(ref_model, start[out.sources[0].model])
         for offset in range(n):
             t = offset / (n - 1) if n > 1 else 1.0

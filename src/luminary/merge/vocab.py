@@ -11,9 +11,11 @@ luminary stops with an error unless the config says how to join them
   appended in model order (they become added tokens of the output tokenizer).
 
 Each model's rows are gathered by token string into the output order. A token
-a model lacks takes its row from the first model that has it (base first), so
-that model contributes the same vector as the others and the merge of that row
-is the merge of the models that know the token.
+some inputs of a tensor lack is filled in for them as mergekit fills it: from
+the one input that has it; else from ``base_model`` when that is an input and
+has it; else with the mean of the rows of the inputs that have it. The merge of
+that row is then the merge of the models that know the token. A token no input
+has stays zero.
 """
 
 from __future__ import annotations
@@ -50,27 +52,44 @@ class VocabMap:
     order: list[str]  # fill priority: base first
     tokenizer_from: Path
     added_tokens: list[str]
+    base: str | None = None  # the config's base_model (None: every holder of a token is averaged)
 
     def apply(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {}
+        """Each tensor's rows in the output order; rows a model lacks filled as the module docstring says."""
+        out, have = {}, {}
         for name, tensor in tensors.items():
             idx = self.rows[name]
             gathered = tensor.new_zeros((self.size, *tensor.shape[1:]))
-            have = idx >= 0
-            gathered[have] = tensor[idx[have]]
+            have[name] = idx >= 0
+            gathered[have[name]] = tensor[idx[have[name]]]
             out[name] = gathered
-        for name in out:
-            missing = self.rows[name] < 0
-            for donor in self.order:
-                take = missing & (self.rows[donor] >= 0)
-                if donor != name and take.any():
-                    out[name][take] = out[donor][take]
-                    missing = missing & ~take
+        holders = torch.stack(list(have.values())).sum(dim=0)  # (size,)
+        partial = (holders > 0) & (holders < len(out))
+        if not partial.any():
+            return out
+        rows = partial.nonzero().squeeze(1)
+        dtype = out[next(iter(out))].dtype
+        for tensor in out.values():
+            dtype = torch.promote_types(dtype, tensor.dtype)
+        # the mean over holders (one holder: its own row); rows the base holds take the base's row
+        fill = sum(out[name][rows].to(dtype) * have[name][rows].to(dtype).view(-1, *[1] * (out[name].dim() - 1))
+                   for name in out)
+        fill = fill / holders[rows].to(dtype).view(-1, *[1] * (fill.dim() - 1))
+        if self.base in out:
+            from_base = have[self.base][rows]
+            fill[from_base] = out[self.base][rows[from_base]].to(dtype)
+        for name, tensor in out.items():
+            lacking = rows[~have[name][rows]]
+            tensor[lacking] = fill[~have[name][rows]].to(tensor.dtype)
         return out
 
 
-def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None) -> VocabMap | None:
-    """None when all vocabularies agree; else the joining chosen by ``source`` (an error without one)."""
+def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
+               true_base: str | None = None) -> VocabMap | None:
+    """None when all vocabularies agree; else the joining chosen by ``source`` (an error without one).
+
+    ``base`` is the reference model (the base, else the first model); ``true_base`` the config's
+    ``base_model``, whose rows fill the tokens other inputs lack."""
     vocabs = {name: read_vocab(m.path) for name, m in models.items()}
     sizes = {name: m.vocab_size for name, m in models.items()}
     known = [v for v in vocabs.values() if v is not None]
@@ -113,7 +132,7 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None) ->
             j = vocabs[name].get(token, -1) if token is not None else (i if i < sizes[name] else -1)
             idx[i] = j if j < sizes[name] else -1
         rows[name] = idx
-    return VocabMap(size, rows, order, tokenizer_from, added)
+    return VocabMap(size, rows, order, tokenizer_from, added, true_base)
 
 
 def write_tokenizer(out: Path, source: Path, added_tokens: list[str], chat_template: str | None) -> None:

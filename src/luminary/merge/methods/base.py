@@ -55,13 +55,15 @@ class MergeMethod:
     """Base of the merge methods. ``base``: how the base model is used.
 
     - ``required``: the base is a separate input (task vectors, SLERP, model stock);
-    - ``ignored``: every listed model is an input alike (linear, passthrough).
+    - ``optional``: a separate input when ``base_model`` is given, else none (NuSLERP, Multi-SLERP);
+    - ``ignored``: every model is an input alike (linear, passthrough, Karcher); a ``base_model``
+      not listed under ``models`` becomes one more input, as mergekit adds it.
     """
 
     name: str
     title: str = ""
     paper: str = ""
-    base: Literal["required", "ignored"] = "ignored"
+    base: Literal["required", "optional", "ignored"] = "ignored"
     min_models: int = 1  # inputs other than the base
     max_models: int | None = None
     params: tuple[Param, ...] = field(default_factory=tuple)

@@ -10,6 +10,13 @@
   probability ``density``: entry i is kept when uᵢ < density, uᵢ seeded
   uniform float32 draws (:func:`_decide_by_block`).
 
+- magnitude_outliers (Model Breadcrumbs, Davari & Belilovsky 2023,
+  arXiv:2312.06795): drop the ⌊gamma·n⌋ largest |δ| and then the smallest, so
+  that ⌊density·n⌋ entries remain (fewer outliers are dropped when needed).
+- della_magprune (DELLA, Deep et al. 2024, arXiv:2406.11617): per row, entry
+  i of rank rᵢ by |δ| (1 = smallest, n = largest) is kept with probability
+  pᵢ = density − ε + 2ε·(rᵢ − 1)/(n − 1); 1-d tensors are one row.
+
 Rescaling the kept entries: ``l1`` multiplies by ‖δ‖₁ / ‖mask ⊙ δ‖₁ (current
 mergekit; nothing is rescaled when either norm is below 1e-7); ``density``
 divides by the density (the DARE paper's 1/p).
@@ -66,11 +73,12 @@ STREAM = 1 << 22  # entries per random stream
 _buffers = threading.local()  # one block of draws and decisions per thread, reused
 
 
-def _decide_by_block(n: int, density: float, generator: torch.Generator,
+def _decide_by_block(n: int, density: float | np.ndarray, generator: torch.Generator,
                      use: Callable[[int, int, np.ndarray], None]) -> None:
     """Decide which of n entries DARE keeps, one block of ``STREAM`` entries at a time.
 
-    Entry i is kept when uᵢ < density, uᵢ uniform on [0, 1) in float32 from
+    Entry i is kept when uᵢ < density (or densityᵢ, for an array of n per-entry
+    probabilities: DELLA), uᵢ uniform on [0, 1) in float32 from
     numpy's PCG64, one stream per block seeded by (k, block), k drawn from
     ``generator``. The decisions depend on the generator's state only, not on
     the thread count or the device that merges. Blocks are drawn on all of
@@ -87,7 +95,8 @@ def _decide_by_block(n: int, density: float, generator: torch.Generator,
             _buffers.draws, _buffers.keep = np.empty(STREAM, np.float32), np.empty(STREAM, np.bool_)
         draws, keep = _buffers.draws[:hi - lo], _buffers.keep[:hi - lo]
         np.random.Generator(np.random.PCG64(np.random.SeedSequence((key, block)))).random(dtype=np.float32, out=draws)
-        use(lo, hi, np.less(draws, density, out=keep))
+        threshold = density if np.isscalar(density) else density[lo:hi]
+        use(lo, hi, np.less(draws, threshold, out=keep))
 
     blocks = range(-(-n // STREAM))
     if len(blocks) > 1 and torch.get_num_threads() > 1:
@@ -130,4 +139,51 @@ def bernoulli(delta: torch.Tensor, density: float, generator: torch.Generator, m
     work = delta if delta.dtype in (torch.float32, torch.float64, torch.bfloat16) else delta.float()
     before = l1_norm(work) if mode == "l1" else None
     kept = drop_(work if in_place and work is delta else work.clone(), density, generator)
+    return rescale_(kept, mode, density, before).to(delta.dtype)
+
+
+def magnitude_outliers(delta: torch.Tensor, density: float, gamma: float = 0.01,
+                       mode: str | None = None) -> torch.Tensor:
+    """Model Breadcrumbs: keep the entries ranked n_bot … n_bot + ⌊density·n⌋ − 1 by ascending |δ|."""
+    if density >= 1:
+        return delta
+    n = delta.numel()
+    target, top = int(density * n), int(gamma * n)
+    bottom = max(0, n - target - top)
+    order = torch.sort(delta.abs().reshape(-1).float(), descending=False).indices  # mergekit's tie order
+    mask = torch.zeros(n, dtype=delta.dtype, device=delta.device)
+    mask[order[bottom:bottom + target]] = 1
+    kept = delta * mask.reshape(delta.shape)
+    return rescale_(kept, mode, density, l1_norm(delta) if mode == "l1" else None)
+
+
+def della_probabilities(delta: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
+    """DELLA's keep probability of each entry (float32, the shape of ``delta``; 1-d as one row)."""
+    rows = delta.unsqueeze(0) if delta.dim() < 2 else delta
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1, stable=True), dim=1).float()  # 0 … n − 1
+    n = rows.shape[1]
+    spread = ranks / (n - 1) if n > 1 else torch.zeros_like(ranks)
+    return ((density - epsilon) + spread * (2 * epsilon)).reshape(delta.shape)
+
+
+def della_magprune(delta: torch.Tensor, density: float, epsilon: float, generator: torch.Generator,
+                   mode: str | None = None) -> torch.Tensor:
+    """DELLA's magnitude-ranked random drop and rescale (entries drawn as DARE's, per-entry probabilities)."""
+    if density >= 1:
+        return delta
+    if density <= 0:
+        return torch.zeros_like(delta)
+    work = delta if delta.dtype in (torch.float32, torch.float64) else delta.float()
+    probs = della_probabilities(work, density, epsilon).reshape(-1).cpu().numpy().astype(np.float32)
+    mask = np.empty(probs.size, dtype=np.bool_)
+
+    def store(lo: int, hi: int, keep: np.ndarray) -> None:
+        mask[lo:hi] = keep
+
+    _decide_by_block(probs.size, probs, generator, store)
+    kept = work * torch.from_numpy(mask).reshape(work.shape).to(work.device, work.dtype)
+    before = l1_norm(work) if mode == "l1" else None
+    if mode == "density":
+        # mergekit rescales DELLA by the L1 norm only; "density" divides each entry by its own probability
+        return kept.div_(torch.from_numpy(probs).reshape(work.shape).to(work.device, work.dtype)).to(delta.dtype)
     return rescale_(kept, mode, density, before).to(delta.dtype)

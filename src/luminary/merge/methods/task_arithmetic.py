@@ -1,8 +1,9 @@
-"""Task-vector merges: task arithmetic, TIES, DARE (linear and TIES), in one class.
+"""Task-vector merges: task arithmetic, TIES, DARE, Breadcrumbs, DELLA (each linear or TIES), in one class.
 
 With δᵢ = θᵢ − θ_base (Ilharco et al. 2023, arXiv:2212.04089):
 
-1. sparsify δᵢ (``magnitude`` for TIES, ``bernoulli`` for DARE; density 1 keeps all);
+1. sparsify δᵢ (``magnitude`` for TIES, ``bernoulli`` for DARE, ``magnitude_outliers``
+   for Breadcrumbs with ``gamma``, ``della`` for DELLA with ``epsilon``; density 1 keeps all);
 2. weight: wᵢδᵢ;
 3. consensus (TIES sign election): ``sum``: s = sgn(Σᵢ wᵢδᵢ), ties to +;
    ``count``: s = +1 where Σᵢ sgn(wᵢδᵢ) ≥ 0 else −1; mask mᵢ = [sgn(wᵢδᵢ) = s]
@@ -12,7 +13,9 @@ With δᵢ = θᵢ − θ_base (Ilharco et al. 2023, arXiv:2212.04089):
 5. θ = θ_base + λΔ.
 
 Defaults as mergekit: ``ties`` normalize=True; ``dare_*`` rescale=True
-(L1), normalize=False; density 1; λ = 1.
+(L1), normalize=False; ``breadcrumbs*`` rescale=False, normalize=False,
+gamma 0.01; ``della`` normalize=True, rescale=True, ``della_linear``
+normalize=False, rescale=True, epsilon 0.15; density 1; λ = 1.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ class TaskArithmetic(MergeMethod):
                 Param("consensus", str, "shared", default=consensus),
                 Param("lambda", float, "shared", default=1.0),
                 Param("int8_mask", bool, "shared", default=False),  # mergekit memory option; no effect here
-            ),
+            ) + ((Param("gamma", float, "model", default=0.01, bounds=(0.0, 1.0)),)
+                 if sparsification == "magnitude_outliers" else ())
+              + ((Param("epsilon", float, "model", default=0.15, bounds=(0.0, 1.0)),)
+                 if sparsification == "della" else ()),
         )
         object.__setattr__(self, "sparsification", sparsification)
 
@@ -56,6 +62,12 @@ class TaskArithmetic(MergeMethod):
             raise LuminaryError(f"{where}: consensus must be 'sum' or 'count' (got {shared['consensus']!r})")
         if shared["normalize"] and sum(p["weight"] for p in per_model) == 0:
             raise LuminaryError(f"{where}: the weights sum to zero, so they cannot be normalised")
+        if self.sparsification == "della":
+            for p in per_model:
+                d, e = p["density"], p["epsilon"]
+                if 0 < d < 1 and not (0 < d - e and d + e < 1):
+                    raise LuminaryError(f"{where}: epsilon {e} must keep density ± epsilon inside (0, 1) "
+                                        f"(density {d})")
 
     def merge(self, base, tensors, shared, per_model, generator):
         if not tensors:
@@ -93,6 +105,10 @@ class TaskArithmetic(MergeMethod):
             delta = sparsify.magnitude(delta, p["density"], mode)
         elif self.sparsification == "bernoulli":  # draws in order from the shared generator: never in parallel
             delta = sparsify.bernoulli(delta, p["density"], generator, mode, in_place=True)
+        elif self.sparsification == "magnitude_outliers":
+            delta = sparsify.magnitude_outliers(delta, p["density"], p["gamma"], mode)
+        elif self.sparsification == "della":  # draws from the shared generator, like DARE's
+            delta = sparsify.della_magprune(delta, p["density"], p["epsilon"], generator, mode)
         return delta.mul_(w)
 
     @staticmethod

@@ -1,0 +1,44 @@
+"""Arcee Fusion (https://arcee.ai): take the other model's change only where it matters most.
+
+Importance of each entry: sᵢ = |θ − θ_base|ᵢ · KL(softmax(θ) ‖ softmax(θ_base)), the KL
+divergence taken along the last dimension (1e-8 added to both distributions).
+With the quartiles of s (sorted values at ⌊q·(n − 1)⌋; over a sample of 10⁶
+entries drawn with replacement when the tensor is larger), the threshold is
+median + 1.5·(Q3 − Q1), and θ' = θ_base + [s ≥ threshold]·(θ − θ_base).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from luminary.merge.methods.base import MergeMethod
+
+QUANTILE_SAMPLE = 1_000_000
+
+
+def importance(tensor: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    p = F.softmax(tensor, dim=-1) + 1e-8
+    q = F.softmax(base, dim=-1) + 1e-8
+    return (tensor - base).abs() * (p * torch.log(p / q)).sum(dim=-1, keepdim=True)
+
+
+def quantiles(x: torch.Tensor, q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flat = x.reshape(-1)
+    if flat.numel() > QUANTILE_SAMPLE:
+        flat = flat[torch.randint(flat.numel(), (QUANTILE_SAMPLE,), generator=generator).to(flat.device)]
+    ordered = torch.sort(flat).values
+    return ordered[(q * (ordered.numel() - 1)).long().to(ordered.device)]
+
+
+class ArceeFusion(MergeMethod):
+    def __init__(self):
+        super().__init__(name="arcee_fusion", title="Arcee Fusion", paper="https://arcee.ai", base="required",
+                         min_models=1, max_models=1)
+
+    def merge(self, base, tensors, shared, per_model, generator):
+        other = tensors[0]
+        score = importance(other, base)
+        q1, median, q3 = quantiles(score, torch.tensor([0.25, 0.5, 0.75]), generator)
+        mask = (score >= median + 1.5 * (q3 - q1)).to(base.dtype)
+        return base + (other - base) * mask

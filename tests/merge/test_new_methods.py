@@ -1,0 +1,173 @@
+"""The methods added after mergekit 0.1.5: hand computations, mergekit's own outputs, DELLA's distribution."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from luminary.core.errors import LuminaryError
+from luminary.merge.methods import METHODS
+from luminary.merge.methods.sparsify import della_magprune, della_probabilities, magnitude_outliers
+from luminary.merge.methods.spherical import karcher_mean, multislerp, nuslerp
+
+T = torch.tensor
+EXPECTED = json.loads(Path(__file__).with_name("mergekit_expected.json").read_text())
+
+
+def run(name, base, tensors, per_model=None, seed=0, **shared):
+    """One method with its defaults filled in, on copies of the inputs (it may overwrite them)."""
+    method = METHODS[name]
+    per_model = per_model or [{} for _ in tensors]
+    full_shared = {p.name: shared.get(p.name, p.default) for p in method.params if p.scope == "shared"}
+    full_models = [{p.name: pm.get(p.name, p.default) for p in method.params if p.scope == "model"} for pm in per_model]
+    method.check_weights(full_shared, full_models, "test")
+    return method.merge(None if base is None else base.clone(), [t.clone() for t in tensors], full_shared,
+                        full_models, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED["cases"]))
+def test_agrees_with_mergekit(case):
+    """mergekit 0.1.5's outputs on the same tensors (tests/merge/make_mergekit_expected.py) to 1e-6."""
+    spec = EXPECTED["cases"][case]
+    tensors = {k: T(v) for k, v in EXPECTED["tensors"].items()}
+    method = METHODS[spec["method"]]
+    base = spec["base"]
+    if method.base == "ignored":
+        base = None
+    names = [n for n in spec["inputs"] if n != base]
+    per_model = [{k: v[n] for k, v in spec["parameters"].items() if isinstance(v, dict)} for n in names]
+    shared = {k: v for k, v in spec["parameters"].items() if not isinstance(v, dict)}
+    out = run(spec["method"], tensors[base] if base else None, [tensors[n] for n in names], per_model, **shared)
+    assert (out - T(spec["output"])).abs().max().item() <= 1e-6
+
+
+def test_nuslerp_by_hand():
+    a, b = T([1.0, 0.0]), T([0.0, 2.0])
+    # t = w₂/(w₁ + w₂) = 0.5; Ω = π/2: (sin(π/4)·a + sin(π/4)·b) / 1
+    out = run("nuslerp", None, [a, b], [{"weight": 1.0}, {"weight": 1.0}])
+    assert torch.allclose(out, math.sin(math.pi / 4) * (a + b))
+    # with a base, of the task vectors
+    g = T([1.0, 1.0])
+    assert torch.allclose(run("nuslerp", g, [a + g, b + g]), g + math.sin(math.pi / 4) * (a + b))
+    # per row (flatten off): row 0 collinear → linear; row 1 orthogonal → spherical
+    x, y = T([[1.0, 0.0], [1.0, 0.0]]), T([[3.0, 0.0], [0.0, 1.0]])
+    rows = nuslerp(0.25, x, y)
+    assert torch.allclose(rows[0], T([1.5, 0.0]))
+    assert torch.allclose(rows[1], T([math.sin(0.75 * math.pi / 2), math.sin(0.25 * math.pi / 2)]))
+    with pytest.raises(LuminaryError, match="at most 2"):
+        METHODS["nuslerp"].check_models(3, False, "models")
+
+
+def test_multislerp_by_hand():
+    a, b = T([2.0, 0.0]), T([0.0, 2.0])
+    # equal weights: the mean direction (1, 1)/√2, tangent 0, scaled by the mean norm 2
+    out = multislerp([a, b], [1.0, 1.0])
+    assert torch.allclose(out, T([math.sqrt(2), math.sqrt(2)]), atol=1e-6)
+    # antipodal with equal weights: the weighted sum (two models)
+    assert torch.allclose(multislerp([a, -a], [1.0, 1.0]), T([0.0, 0.0]))
+    with pytest.raises(LuminaryError, match="weights"):
+        multislerp([a, -a, a - a], [1.0, 1.0, 0.0])
+
+
+def test_karcher_by_hand():
+    a, b = T([3.0, 0.0]), T([0.0, 1.0])
+    # the Karcher mean of two directions is their bisector; norm (3 + 1)/2
+    out = karcher_mean([a, b], [0.5, 0.5], max_iter=50, tol=1e-9)
+    assert torch.allclose(out, 2 * T([1.0, 1.0]) / math.sqrt(2), atol=1e-5)
+    assert METHODS["karcher"].base == "ignored"  # every model, and an unlisted base, is an input
+
+
+def test_nearswap_by_hand():
+    base, other = T([0.0, 0.0, 0.0]), T([0.005, 0.02, -0.5])
+    # w = clamp(t/|Δ|, 0, 1) with t = 0.01: [1, 0.5, 0.02]
+    out = run("nearswap", base, [other], t=0.01)
+    assert torch.allclose(out, T([0.005, 0.01, -0.01]))
+    with pytest.raises(LuminaryError, match="'t' is required"):
+        METHODS["nearswap"].params[0].check(None, "x")
+
+
+def test_sce_by_hand():
+    base = torch.zeros(4)
+    d1, d2 = T([1.0, -2.0, 0.0, 2.0]), T([3.0, 2.0, 1.0, -4.0])
+    # η ∝ mean(δ²): 9/4 and 30/4 → 0.230769…, 0.769231…; signs by Σδ: [+, +, +, −]
+    e1, e2 = 9 / 39, 30 / 39
+    expected = T([(e1 * 1 + e2 * 3) / (e1 + e2), 2.0, 1.0, -4.0])
+    assert torch.allclose(run("sce", base, [d1, d2]), expected)
+    # select_topk 0.5: the two entries of largest variance across models (indices 3 and 1) remain
+    assert torch.allclose(run("sce", base, [d1, d2], select_topk=0.5), T([0.0, 2.0, 0.0, -4.0]))
+
+
+def test_breadcrumbs_by_hand():
+    delta = T([0.1, -5.0, 0.3, 0.2, -0.4, 0.05, 0.6, -0.7, 0.8, 0.9])
+    # n = 10, density 0.5 → 5 kept, gamma 0.1 → the largest (5.0) dropped, then the 4 smallest
+    kept = magnitude_outliers(delta, 0.5, 0.1)
+    assert torch.equal(kept != 0, T([0, 0, 0, 0, 1, 0, 1, 1, 1, 1]).bool())
+    out = run("breadcrumbs", torch.zeros(10), [delta], [{"density": 0.5, "gamma": 0.1}])
+    assert torch.equal(out, kept)
+    # density 1 keeps everything, outliers included (mergekit's early return)
+    assert torch.equal(magnitude_outliers(delta, 1.0, 0.1), delta)
+
+
+def test_ram_by_hand():
+    base = torch.zeros(3)
+    d1, d2 = T([1.0, 2.0, 0.0]), T([3.0, 0.0, 0.0])
+    # entry 0 shared by both → mean 2; entry 1 unique to model 1 → 2; entry 2 untouched
+    assert torch.allclose(run("ram", base, [d1, d2]), T([2.0, 2.0, 0.0]))
+    # RAM+: model 1 has 1 shared, 1 unique entry: ρ = 1 → λ = 1 + 0.1·min(1, 0.2) = 1.02
+    assert torch.allclose(run("ramplus_tl", base, [d1, d2]), T([2.0, 2.04, 0.0]))
+
+
+def test_arcee_fusion_keeps_only_the_outstanding_change():
+    base = torch.zeros(1, 8)
+    other = T([[0.01, 0.02, 0.0, 0.01, 0.02, 0.01, 0.0, 3.0]])
+    out = run("arcee_fusion", base, [other])
+    assert torch.equal(out, T([[0.0] * 7 + [3.0]]))
+
+
+def test_della_probabilities_by_hand():
+    delta = T([[0.3, -0.1, 0.2], [5.0, 1.0, -3.0]])
+    p = della_probabilities(delta, 0.5, 0.2)
+    # per row, ranks by |δ| 0, 1, 2 → p = 0.3, 0.5, 0.7
+    assert torch.allclose(p, T([[0.7, 0.3, 0.5], [0.7, 0.3, 0.5]]))
+    assert torch.allclose(della_probabilities(T([0.2, 0.1]), 0.5, 0.1), T([0.6, 0.4]))  # 1-d: one row
+    with pytest.raises(LuminaryError, match="epsilon"):
+        run("della", torch.zeros(3), [delta[0]], [{"density": 0.5, "epsilon": 0.5}])
+
+
+def mergekit_della(delta: torch.Tensor, density: float, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+    """mergekit 0.1.5's ``della_magprune`` (ranks, probabilities, torch.bernoulli, L1 rescale), transcribed."""
+    rows = delta.unsqueeze(0) if delta.dim() < 2 else delta
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1), dim=1).float() + 1
+    lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
+    probs = (density - epsilon) + ((ranks - lo) / (hi - lo)).clamp(0, 1) * 2 * epsilon
+    kept = rows * torch.bernoulli(probs, generator=generator)
+    return (kept * (rows.abs().sum() / kept.abs().sum())).reshape(delta.shape)
+
+
+@pytest.mark.parametrize("density, epsilon", [(0.3, 0.1), (0.7, 0.2)])
+def test_della_matches_mergekit_in_distribution(density, epsilon):
+    """Share of entries kept (overall and among the largest quarter) and L1 of the change, within 1 %."""
+    delta = torch.randn(64, 2048, generator=torch.Generator().manual_seed(0))
+    ours = della_magprune(delta, density, epsilon, torch.Generator().manual_seed(1), "l1")
+    theirs = mergekit_della(delta, density, epsilon, torch.Generator().manual_seed(2))
+    for x in (ours, theirs):
+        assert abs((x != 0).float().mean().item() - density) < 0.01 * density
+        assert math.isclose(x.abs().sum().item(), delta.abs().sum().item(), rel_tol=1e-4)
+    large = delta.abs() >= delta.abs().quantile(0.75, dim=1, keepdim=True)
+    share = lambda x: (x != 0)[large].float().mean().item()  # noqa: E731
+    assert abs(share(ours) - share(theirs)) < 0.01
+    change = lambda x: (x - delta).abs().sum().item()  # noqa: E731
+    assert math.isclose(change(ours), change(theirs), rel_tol=0.01)
+    assert torch.equal(ours, della_magprune(delta, density, epsilon, torch.Generator().manual_seed(1), "l1"))
+
+
+def test_della_defaults_and_linear_variant():
+    della, linear = METHODS["della"], METHODS["della_linear"]
+    defaults = lambda m: {p.name: p.default for p in m.params}  # noqa: E731
+    assert defaults(della)["epsilon"] == 0.15 and defaults(della)["normalize"] and defaults(della)["rescale"]
+    assert not defaults(linear)["normalize"] and defaults(linear)["rescale"]
+    assert defaults(METHODS["breadcrumbs"])["gamma"] == 0.01 and not defaults(METHODS["breadcrumbs"])["rescale"]
+    base, ts = torch.randn(50), [torch.randn(50), torch.randn(50)]
+    assert torch.equal(run("della_linear", base, ts), run("task_arithmetic", base, ts))  # density 1: nothing dropped
