@@ -40,6 +40,7 @@ MODULES = [
     "luminary.cli.ctc",
     "luminary.cli.scorer",
     "luminary.cli.merge",
+    "luminary.cli.harvest",
 ]
 
 

@@ -1,0 +1,189 @@
+"""Harvest one relation, or a relation set into an output folder (BertNet, specs/bertnet.md).
+
+Per relation: paraphrase the prompt (:mod:`prompts`), weigh the prompts on the
+seeds and their corruptions (:mod:`weights`), search the LM (:mod:`search`),
+then rescore every found tuple with every weighted prompt,
+
+    final(tuple) = Σ_p w_p · score(p, tuple)                    (spec step 5)
+
+sort, let each word appear in at most 5 tuples, and keep the top n. The output
+folder holds, per relation, ``prompts.json`` (with weights), ``ent_tuples.json``
+(tuples with scores), ``triples.csv`` and ``triples.jsonl``, plus ``config.json``
+and a sha256 manifest; it appears whole or not at all.
+
+    luminary harvest relations.yaml --model runs/bert-tiny --out kg --n 1000
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from luminary.core.config import Config, dump_config
+from luminary.core.errors import LuminaryError
+from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text, write_jsonl, write_manifest
+from luminary.core.locks import locked
+from luminary.harvest.filters import cap_word_repeats, prompt_words
+from luminary.harvest.prompts import Generator, hf_paraphraser, paraphrase_prompts
+from luminary.harvest.relations import Relation, load_relations
+from luminary.harvest.scoring import LanguageModel, decode_entity, encode_entity, encode_template, score_pairs
+from luminary.harvest.search import SearchSpace, SearchStats, allowed_tokens, run_search
+from luminary.harvest.weights import negative_tuples, normalise, raw_weight
+
+
+class HarvestConfig(Config):
+    n: int = Field(1000, ge=1, description="tuples to keep per relation")
+    search: Literal["dfs", "beam"] = "dfs"
+    max_ent_tokens: int = Field(2, ge=1, le=4, description="K: an entity is 1..K subword tokens")
+    batch_size: int = Field(64, ge=1)
+    max_prompts: int = Field(10, ge=1)
+    temperature: float = Field(2.0, gt=0)
+    seed: int = 0
+    paraphraser: str | None = None
+    device: str = "cpu"
+
+
+def detect_kind(path: str | Path) -> str:
+    """"masked" or "causal" from a model folder's config; anything else is one line."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    from luminary.models.loading import load_config
+
+    config = load_config(path)
+    archs = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForMaskedLM") for a in archs):
+        return "masked"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    if not archs and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "masked"
+    if not archs and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    what = archs[0] if archs else f"model_type {config.model_type}"
+    raise LuminaryError(f"{path}: {what} is neither a masked LM nor a causal LM (harvest needs one of them)")
+
+
+def load_lm(path: str | Path, batch_size: int = 64, device: str = "cpu", allow_pickle: bool = False) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from luminary.models.loading import load_model, load_tokenizer
+
+    kind = detect_kind(path)
+    auto = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+    model = load_model(path, auto, allow_pickle=allow_pickle).to(device).eval()
+    return LanguageModel(model, load_tokenizer(path), kind, batch_size=batch_size, device=device)
+
+
+def vocab_size(lm: LanguageModel) -> int:
+    """The width of the model's output (may exceed the tokenizer's length)."""
+    probe = lm.row([lm.pad_id], [(0, None)])
+    return int(lm.run([probe])[0][0].numel())
+
+
+def check_seeds(lm: LanguageModel, relation: Relation, max_ent_tokens: int) -> None:
+    for seed in relation.seeds:
+        for entity in seed:
+            ids = encode_entity(lm.tokenizer, entity)
+            count = len(ids)
+            if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in ids:
+                raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} has characters this "
+                                    "tokenizer cannot represent (it becomes the unknown token)")
+            if not 1 <= count <= max_ent_tokens:
+                raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} is {count} tokens for this "
+                                    f"tokenizer; entities must be 1 to --max-ent-tokens {max_ent_tokens}")
+
+
+def weigh_prompts(lm: LanguageModel, prompts: list[str], seeds: list[list[str]], temperature: float = 2.0,
+                  seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+    """(raw weight per prompt, normalised weights of the kept prompts), spec step 3."""
+    templates = [encode_template(lm.tokenizer, p) for p in prompts]
+    negatives = negative_tuples(seeds, seed=seed)
+    tuples = [list(s) for s in seeds] + negatives
+    ids = [[encode_entity(lm.tokenizer, e) for e in t] for t in tuples]
+    scores = score_pairs(lm, [(t, e) for t in templates for e in ids])
+    raw = {}
+    for i, prompt in enumerate(prompts):
+        row = scores[i * len(ids):(i + 1) * len(ids)]
+        raw[prompt] = raw_weight(row[:len(seeds)], row[len(seeds):], temperature)
+    return raw, normalise(raw)
+
+
+def harvest_relation(lm: LanguageModel, relation: Relation, cfg: HarvestConfig,
+                     generator: Generator | None = None) -> dict:
+    """Prompts with weights, tuples with scores, and search statistics for one relation."""
+    check_seeds(lm, relation, cfg.max_ent_tokens)
+    prompts = paraphrase_prompts(relation.prompt, relation.seeds, relation.prompts, generator, cfg.max_prompts)
+    raw, weights = weigh_prompts(lm, prompts, relation.seeds, cfg.temperature, cfg.seed)
+    weighted = list(weights)
+    templates = {p: encode_template(lm.tokenizer, p) for p in weighted}
+    order = templates[weighted[0]].order
+    searched = [p for p in weighted if lm.kind == "masked" or templates[p].order == order]
+    total = sum(weights[p] for p in searched)
+    space = SearchSpace(lm, [templates[p] for p in searched], [weights[p] / total for p in searched],
+                        relation.arity, order, allowed_tokens(lm.tokenizer, vocab_size(lm)),
+                        prompt_words(prompts), cfg.max_ent_tokens)
+    stats = SearchStats()
+    found = run_search(cfg.search, space, cfg.n, stats)
+    pairs = [(templates[p], ents) for *_v, ents in found for p in weighted]
+    scores = score_pairs(lm, pairs)
+    best: dict[tuple[str, ...], float] = {}
+    for k, (*_v, ents) in enumerate(found):
+        final = sum(weights[p] * scores[k * len(weighted) + i] for i, p in enumerate(weighted))
+        names = tuple(decode_entity(lm.tokenizer, e) for e in ents)
+        best[names] = max(final, best.get(names, float("-inf")))
+    ranked = sorted(([list(k), v] for k, v in best.items()), key=lambda kv: -kv[1])
+    tuples = cap_word_repeats([(e, s) for e, s in ranked])[:cfg.n]
+    return {
+        "relation": relation.name,
+        "prompts": [{"prompt": p, "weight": weights.get(p, 0.0), "raw_weight": raw[p]} for p in
+                    sorted(prompts, key=lambda p: -raw[p])],
+        "tuples": [{"entities": e, "score": s} for e, s in tuples],
+        "stats": {"nodes_visited": stats.nodes_visited, "complete": stats.complete, "found": len(found)},
+    }
+
+
+def write_relation(folder: Path, result: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "prompts.json", result["prompts"])
+    atomic_write_json(folder / "ent_tuples.json", result["tuples"])
+    width = max((len(t["entities"]) for t in result["tuples"]), default=0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["relation", *[f"ent{i}" for i in range(width)], "score"])
+    rel = result["relation"]
+    for t in result["tuples"]:
+        writer.writerow([rel, *t["entities"], f"{t['score']:.6f}"])
+    atomic_write_text(folder / "triples.csv", buffer.getvalue())
+    write_jsonl(folder / "triples.jsonl", [{"relation": rel, "entities": t["entities"], "score": t["score"]}
+                                          for t in result["tuples"]])
+
+
+def harvest(relations: str | Path, model: str | Path, out: str | Path, cfg: HarvestConfig | None = None,
+            overwrite: bool = False, allow_pickle: bool = False) -> list[dict]:
+    """Harvest every relation of a relation file from ``model`` into ``out``; one summary row per relation."""
+    cfg = cfg or HarvestConfig()
+    relation_set = load_relations(relations)
+    lm = load_lm(model, cfg.batch_size, cfg.device, allow_pickle)
+    for relation in relation_set.relations:
+        check_seeds(lm, relation, cfg.max_ent_tokens)
+    generator = hf_paraphraser(cfg.paraphraser, seed=cfg.seed, allow_pickle=allow_pickle) if cfg.paraphraser else None
+    out = Path(out)
+    summary = []
+    with locked(out), atomic_dir(out, overwrite=overwrite) as tmp:
+        for relation in relation_set.relations:
+            result = harvest_relation(lm, relation, cfg, generator)
+            write_relation(tmp / relation.name, result)
+            top = result["tuples"][0] if result["tuples"] else None
+            summary.append({"relation": relation.name, "prompts": sum(p["weight"] > 0 for p in result["prompts"]),
+                            "tuples": len(result["tuples"]), "top": top["entities"] if top else None,
+                            "top_score": top["score"] if top else None, **result["stats"]})
+        atomic_write_json(tmp / "config.json", {"model": str(model), "kind": lm.kind, "relations": str(relations),
+                                                "harvest": dump_config(cfg)})
+        atomic_write_json(tmp / "summary.json", summary)
+        write_manifest(tmp)
+    return summary
