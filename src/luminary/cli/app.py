@@ -41,6 +41,7 @@ MODULES = [
     "luminary.cli.scorer",
     "luminary.cli.merge",
     "luminary.cli.harvest",
+    "luminary.cli.activity",
 ]
 
 
