@@ -14,9 +14,10 @@ def aric(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def one_thread():
-    """Tiny matrices: one intra-op thread is faster than two on a shared CPU (restored after)."""
+    """Tiny matrices: one intra-op thread is faster than two on a shared CPU (restored when this
+    folder's tests end, so the rest of the suite keeps its threads)."""
     import torch
 
     before = torch.get_num_threads()

@@ -59,3 +59,30 @@ def test_bad_config_is_one_line(tmp_path):
 def test_examples_load(name):
     config = load_config(EXAMPLES / name, ActivityRunConfig)
     assert config.data == "data/aric-synth" and config.methods
+
+
+def test_bad_input_through_luminary_is_one_line_exit_2(aric, tmp_path, cli):
+    """The installed command line: a missing modality folder, an index line naming no sample,
+    a class order that repeats a class."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "aric"
+    shutil.copytree(aric, root)
+    shutil.rmtree(root / "image_features" / "clipvit")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": str(root), "methods": [{"method": "finetune"}]}))
+    cli("activity", "run", config, "--out", tmp_path / "out").one_line_error("image_features/clipvit")
+    shutil.copytree(aric / "image_features" / "clipvit", root / "image_features" / "clipvit")
+    index = root / "index" / "test" / "test_1.txt"
+    index.write_text(index.read_text() + "99999 0 reading\n")
+    cli("activity", "run", config, "--out", tmp_path / "out").one_line_error("names sample 99999")
+    shutil.copy2(aric / "index" / "test" / "test_1.txt", index)
+    from luminary.activity.layout import CLASSES
+
+    config.write_text(yaml.safe_dump({"data": str(root), "methods": [{"method": "finetune"}],
+                                      "protocol": {"class_order": [CLASSES[0]] * 32}}))
+    result = cli("activity", "run", config, "--out", tmp_path / "out")
+    result.one_line_error()
+    assert CLASSES[0] in result.stderr and not (tmp_path / "out").exists()
