@@ -64,3 +64,11 @@ def test_steps_must_cover_the_classes(splits):
     train, test = splits
     with pytest.raises(LuminaryError, match="add up to 32"):
         build_sessions(ProtocolConfig(steps=[8, 4]), train.labels, test.labels)
+
+
+def test_the_cec_cifar_preset_scales_cifars_sessions_to_arics_classes():
+    from luminary.activity.protocols import ProtocolConfig
+
+    config = ProtocolConfig(kind="few_shot", preset="cec_cifar")
+    # CIFAR-100: 60 base, 8 x 5-way 5-shot (40%); ARIC's 32 classes: 22 base, 2 x 5-way 5-shot
+    assert (config.base_classes, config.ways, config.shots) == (22, 5, 5)

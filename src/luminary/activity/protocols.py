@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from luminary.activity.layout import CLASSES, STEPS
 from luminary.core.config import Config
@@ -39,6 +39,17 @@ class ProtocolConfig(Config):
     base_classes: int = Field(16, ge=1, description="few_shot: classes of the base session")
     ways: int = Field(4, ge=1, description="few_shot: new classes per session")
     shots: int = Field(5, ge=1, description="few_shot: training samples per new class")
+    preset: Literal["cec_cifar"] | None = Field(
+        None, description="few_shot: CEC/FACT's CIFAR-100 setting scaled to ARIC: 5-way 5-shot sessions over "
+        "the last 40% of the classes (whole sessions), the first 60% as the base")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        if isinstance(data, dict) and data.get("preset") == "cec_cifar":  # CIFAR-100: 60 base, 8 x 5-way 5-shot
+            sessions = int(0.4 * len(CLASSES)) // 5
+            data = {**data, "ways": 5, "shots": 5, "base_classes": len(CLASSES) - 5 * sessions}
+        return data
 
 
 @dataclass(frozen=True)
