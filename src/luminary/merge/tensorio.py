@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,14 +61,36 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
             header = json.loads(f.read(length))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise LuminaryError(f"{path}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise LuminaryError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
+    data_bytes = path.stat().st_size - 8 - length
     infos = {}
     for name, entry in header.items():
-        if entry["dtype"] not in DTYPES:
-            raise LuminaryError(f"{path}: tensor {name}: dtype {entry['dtype']} is not supported")
-        begin, end = entry["data_offsets"]
-        infos[name] = TensorInfo(path, DTYPES[entry["dtype"]], tuple(entry["shape"]), 8 + length + begin, end - begin)
+        infos[name] = _tensor_info(path, name, entry, 8 + length, data_bytes)
     return infos, metadata
+
+
+def _tensor_info(path: Path, name: str, entry: object, data_start: int, data_bytes: int) -> TensorInfo:
+    """One header entry, checked: a known dtype, a shape of whole numbers, offsets inside the file
+    that hold exactly prod(shape) elements (a damaged header is named, never read past)."""
+    def bad(why: str) -> LuminaryError:
+        return LuminaryError(f"{path}: not a safetensors file (tensor {name}: {why})")
+
+    if not isinstance(entry, dict):
+        raise bad("its entry is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPES:
+        raise LuminaryError(f"{path}: tensor {name}: dtype {dtype} is not supported")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise bad(f"shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
+        raise bad(f"data_offsets {offsets!r} outside its {data_bytes} bytes of data")
+    begin, end = offsets
+    if end - begin != math.prod(shape) * DTYPES[dtype].itemsize:
+        raise bad(f"{end - begin} bytes for shape {shape} of {dtype}")
+    return TensorInfo(path, DTYPES[dtype], tuple(shape), data_start + begin, end - begin)
 
 
 def read_tensor(info: TensorInfo, fd: int | None = None) -> torch.Tensor:

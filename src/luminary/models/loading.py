@@ -119,14 +119,17 @@ def load_model(
         if safe:
             weight_index_files(path)  # an index may name only shards inside the folder
             try:
-                return auto_class.from_pretrained(
-                    path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+                model, info = auto_class.from_pretrained(
+                    path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code,
+                    output_loading_info=True, **kwargs
                 )
             except Exception:  # only on failure: name the damaged file or the mis-shaped tensor if that is it
                 mismatch = _shape_mismatch(read_shapes(safe), auto_class, config)
                 if mismatch:
                     raise LuminaryError(mismatch) from None
                 raise
+            _check_loaded(path, model, info)
+            return model
         if not pickled:
             raise LuminaryError(f"{path}: no weights found (*.safetensors)")
         if not allow_pickle:
@@ -140,6 +143,17 @@ def load_model(
     except (ValueError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LuminaryError(f"{path}: cannot load as {getattr(auto_class, '__name__', auto_class)}: {first}") from None
+
+
+def _check_loaded(path: Path, model: PreTrainedModel, info: dict[str, Any]) -> None:
+    """Refuse a folder whose weights gave the model none of its parameters: transformers would
+    go on with every weight at random (a header with no tensors, a file of another model's names).
+    Some missing keys are normal (a new task head on a backbone); none loaded is not."""
+    missing = set(info.get("missing_keys") or ())
+    names = [n for n, _ in model.named_parameters()]
+    if names and all(n in missing for n in names):
+        raise LuminaryError(f"{path}: its weights hold none of the model's {len(names)} parameters "
+                            f"(e.g. {names[0]}); refused rather than run on random weights")
 
 
 def _load_pickled(path: Path, files: list[Path], auto_class: Any, config: Any, **kwargs: Any) -> PreTrainedModel:
