@@ -42,6 +42,7 @@ MODULES = [
     "luminary.cli.merge",
     "luminary.cli.harvest",
     "luminary.cli.activity",
+    "luminary.cli.summarize",
 ]
 
 

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from luminary.core.config import load_config
+from luminary.summarize.demo import DemoConfig, DemoTraining, lead, module_pair, run_demo, stdlib_pairs
+from luminary.summarize.generate import GenerationSettings
+from luminary.summarize.knowledge import WORDNET_ROOT
+from luminary.summarize.train import SummarizeTrainConfig, TinyModel
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+MODULE = '''"""Tools for brewing and serving tea.
+
+Tea is brewed in a pot. The pot must be warm.
+"""
+
+
+def brew(leaves):
+    """Brew the leaves in hot water until the colour is deep and the smell is strong.
+
+    More detail.
+    """
+
+
+def _hidden():
+    """Not public."""
+'''
+
+
+def test_a_module_gives_its_first_paragraph_as_summary_and_the_rest_as_document(tmp_path):
+    path = tmp_path / "tea.py"
+    path.write_text(MODULE)
+    assert module_pair(path, "tea", 2000) is None  # a document under 200 characters is too thin
+    long = MODULE.replace("The pot must be warm.", "The pot must be warm. " * 10)
+    path.write_text(long)
+    pair = module_pair(path, "tea", 2000)
+    assert pair["summary"] == "Tools for brewing and serving tea." and "Tools" not in pair["document"]
+    assert pair["document"].endswith("until the colour is deep and the smell is strong.")
+    assert "Not public" not in pair["document"]
+    assert lead("One. Two. Three.", 2) == "One. Two."
+
+
+def test_stdlib_pairs_come_in_path_order_with_the_summary_outside_the_document():
+    pairs = stdlib_pairs(limit=20)
+    assert len(pairs) == 20 and len({p["id"] for p in pairs}) == 20
+    assert all(p["summary"] not in p["document"] for p in pairs)
+
+
+def test_every_shipped_example_config_loads():
+    configs = {"summarize-tiny.yaml": SummarizeTrainConfig, "summarize-demo.yaml": DemoConfig,
+               "summarize-demo-small.yaml": DemoConfig}
+    for name, cls in configs.items():
+        assert isinstance(load_config(EXAMPLES / name, cls), cls)
+    assert sorted(p.name for p in EXAMPLES.glob("summarize-*.yaml")) == sorted(configs)
+
+
+@pytest.mark.skipif(not (WORDNET_ROOT / "data.noun").is_file(), reason="needs apt-get install wordnet-base")
+def test_a_small_demonstration_writes_the_results_layout(tmp_path):
+    config = DemoConfig(max_modules=14, max_eval=3, consistency=False, heldout=0.3,
+                        train=DemoTraining(tiny=TinyModel(d_model=32, layers=1, heads=2, ffn=64, vocab_size=400,
+                                                          max_position=128), max_source=96, max_target=32,
+                                           per_device_batch_size=16, n_epochs=1),
+                        generation=GenerationSettings(num_beams=2, min_length=2, max_length=12, batch_size=8))
+    report = run_demo(config, tmp_path)
+    assert list(report["systems"]) == ["lead-1", "aspect-blind", "aspect"]
+    assert all(set(m) == {"rouge1", "rouge2", "rougeL"} for m in report["systems"].values())
+    assert report["systems"]["lead-1"]["rouge1"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "results" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == report["examples"] == 3
+    assert all(set(r["summaries"]) == set(report["systems"]) and r["aspect"] in r["id"] for r in rows)
+    train_docs = {json.loads(line)["doc_id"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}
+    assert not train_docs & {r["id"].split(":")[0] for r in rows}  # held out by module
+    assert "| system | R-1 | R-2 | R-L |" in (tmp_path / "results" / "results.md").read_text()
