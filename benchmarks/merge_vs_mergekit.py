@@ -3,19 +3,24 @@
 Installs mergekit from PyPI into its own virtual environment (.bench/mergekit-venv,
 torch pinned to the CPU build first), writes a base model and two "fine-tunes"
 (base + seeded noise) as safetensors, and merges them with both tools, each as
-a subprocess whose peak RSS is read with ``wait4``. Methods: linear,
-task_arithmetic, ties, dare_ties at density 1 (exact comparison), slerp, and
-dare_linear at density 0.5 (random masks differ between tools: compared by
-statistics: the share of entries left at the base, and the L1 norm of the
-merged task vector). Prints one JSON object: ``max_abs_diff`` (exact methods,
-float32), ``time_ratio`` (wall time to exit), ``durable_time_ratio`` (to exit
-and then ``os.sync``: the output on disk) and ``rss_ratio`` (ours / mergekit,
-summed over methods), ``exact_methods_time_ratio`` (the same sum without
-dare_linear, whose random masks make it the slowest method in mergekit), and a
+a subprocess whose peak RSS is read with ``wait4``. Methods: every one
+mergekit 0.1.5 registers. Exact comparison (``EXACT``): linear,
+task_arithmetic, ties, dare_ties at density 1, slerp, breadcrumbs,
+breadcrumbs_ties, sce, model_stock, nuslerp, multislerp, karcher, nearswap,
+ram, ramplus_tl, passthrough. Compared by statistics (``STATISTICAL``: the
+share of entries left at the base, and the L1 norm of the merged task vector):
+dare_linear at density 0.5, della and della_linear (random masks differ
+between tools) and arcee_fusion (its quartiles come from a random sample of
+tensors over 10⁶ entries in both tools). Prints one JSON object:
+``max_abs_diff`` (exact methods, float32), ``time_ratio`` (wall time to exit),
+``durable_time_ratio`` (to exit and then ``os.sync``: the output on disk) and
+``rss_ratio`` (ours / mergekit, summed over methods; RSS: the max of peaks),
+``exact_methods_time_ratio`` (the same sum over the exact methods only), and a
 row per method with both tools' seconds.
 
     python benchmarks/merge_vs_mergekit.py               # ~1B parameters (llama-1b preset)
-    python benchmarks/merge_vs_mergekit.py --size tiny   # seconds
+    python benchmarks/merge_vs_mergekit.py --size tiny   # a few minutes (start-up dominates)
+    python benchmarks/merge_vs_mergekit.py --mergekit /tmp/mk/bin/mergekit-yaml   # an installed mergekit
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ from luminary.models import build_config
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"1b": "llama-1b", "124m": "llama-124m", "tiny": "llama-tiny"}
 VOCAB = 32000
-EXACT = ["linear", "task_arithmetic", "ties", "dare_ties", "slerp"]
+EXACT = ["linear", "task_arithmetic", "ties", "dare_ties", "slerp", "breadcrumbs", "breadcrumbs_ties", "sce",
+         "model_stock", "nuslerp", "multislerp", "karcher", "nearswap", "ram", "ramplus_tl", "passthrough"]
+STATISTICAL = ["dare_linear", "della", "della_linear", "arcee_fusion"]
 
 
 def ensure_mergekit(venv: Path) -> Path:
@@ -48,6 +55,13 @@ def ensure_mergekit(venv: Path) -> Path:
         subprocess.run(pip + ["torch==2.13.0"], check=True)  # the CPU build, before mergekit pulls one
         subprocess.run(pip + ["mergekit==0.1.5"], check=True)
     return exe
+
+
+def mergekit_version(exe: Path) -> str:
+    python = exe.parent / "python"
+    res = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
+                         capture_output=True, text=True)
+    return res.stdout.strip() or "unknown"
 
 
 def write_model(folder: Path, preset: str, seed: int | None) -> None:
@@ -79,7 +93,25 @@ def config_for(method: str, models: dict[str, Path]) -> dict:
     if method == "slerp":
         return {"merge_method": "slerp", "base_model": base, "models": [{"model": a}],
                 "parameters": {"t": [0.1, 0.5, 0.9]}, "dtype": "float32"}
-    density = 0.5 if method == "dare_linear" else (0.6 if method == "ties" else 1.0)
+    if method == "passthrough":
+        return {"merge_method": "passthrough", "models": [{"model": a}], "dtype": "float32"}
+    if method in ("nearswap", "arcee_fusion"):  # a base and one model
+        extra = {"parameters": {"t": 0.001}} if method == "nearswap" else {}
+        return {"merge_method": method, "base_model": base, "models": [{"model": a}], "dtype": "float32", **extra}
+    if method == "karcher":
+        return {"merge_method": "karcher", "models": [{"model": a}, {"model": b}], "dtype": "float32"}
+    if method in ("model_stock", "ram", "ramplus_tl", "sce"):  # no per-model weights
+        extra = {"sce": {"select_topk": 0.5}, "ramplus_tl": {"r": 0.5, "alpha": 0.3}}.get(method)
+        return {"merge_method": method, "base_model": base, "models": [{"model": a}, {"model": b}],
+                "dtype": "float32", **({"parameters": extra} if extra else {})}
+    if method in ("nuslerp", "multislerp"):
+        return {"merge_method": method, "base_model": base, "dtype": "float32",
+                "models": [{"model": a, "parameters": {"weight": 2.0}}, {"model": b, "parameters": {"weight": 1.0}}]}
+    if method in ("breadcrumbs", "breadcrumbs_ties"):
+        return {"merge_method": method, "base_model": base, "dtype": "float32",
+                "models": [{"model": a, "parameters": {"weight": 1.0, "density": 0.6, "gamma": 0.05}},
+                           {"model": b, "parameters": {"weight": 0.5, "density": 0.7, "gamma": 0.01}}]}
+    density = {"dare_linear": 0.5, "della": 0.5, "della_linear": 0.5, "ties": 0.6}.get(method, 1.0)
     return {"merge_method": method, "base_model": base, "dtype": "float32",
             "models": [{"model": a, "parameters": {"weight": 0.7, "density": density}},
                        {"model": b, "parameters": {"weight": [0.2, 0.6], "density": density}}]}
@@ -134,9 +166,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", choices=sorted(SIZES), default="1b")
     parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "merge")
-    parser.add_argument("--methods", default=",".join(EXACT + ["dare_linear"]))
+    parser.add_argument("--methods", default=",".join(EXACT + STATISTICAL))
+    parser.add_argument("--mergekit", type=Path, default=None,
+                        help="an installed mergekit-yaml (default: install 0.1.5 into .bench/mergekit-venv)")
     args = parser.parse_args()
-    mergekit = ensure_mergekit(ROOT / ".bench" / "mergekit-venv")
+    unknown = set(args.methods.split(",")) - set(EXACT + STATISTICAL)
+    if unknown:
+        raise SystemExit(f"--methods: unknown {sorted(unknown)}; known: {','.join(EXACT + STATISTICAL)}")
+    mergekit = args.mergekit or ensure_mergekit(ROOT / ".bench" / "mergekit-venv")
     shutil.rmtree(args.work, ignore_errors=True)
     models = {k: args.work / k for k in ("base", "a", "b")}
     for k, seed in (("base", None), ("a", 1), ("b", 2)):
@@ -163,7 +200,7 @@ def main() -> None:
                "ours_s": round(t_o, 2), "mergekit_s": round(t_mk, 2),
                "rss_ratio": round(r_o / r_mk, 3),
                "ours_rss_gb": round(r_o / 2**30, 2), "mergekit_rss_gb": round(r_mk / 2**30, 2)}
-        stats = compare(ours_out, mk_out, models["base"] if method == "dare_linear" else None)
+        stats = compare(ours_out, mk_out, models["base"] if method in STATISTICAL else None)
         row.update({k: (round(v, 4) if k != "max_abs_diff" else v) for k, v in stats.items()})
         if method in EXACT:
             worst = max(worst, stats["max_abs_diff"])
@@ -180,7 +217,8 @@ def main() -> None:
         "threads": torch.get_num_threads(), "max_abs_diff": worst, "time_ratio": round(time_ours / time_mk, 3),
         "durable_time_ratio": round(durable_ours / durable_mk, 3),
         "exact_methods_time_ratio": round(exact_ours / exact_mk, 3) if exact_mk else None,
-        "rss_ratio": round(rss_ours / rss_mk, 3), "methods": rows,
+        "rss_ratio": round(rss_ours / rss_mk, 3), "exact_methods": [m for m in args.methods.split(",") if m in EXACT],
+        "mergekit": mergekit_version(mergekit), "methods": rows,
     }))
 
 

@@ -19,17 +19,19 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field
 
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text
+from luminary.core.io import MANIFEST, atomic_dir, atomic_write_json, atomic_write_text
 from luminary.core.locks import locked
 from luminary.core.progress import info
+from luminary.merge.card import model_card
 from luminary.merge.cluster import cluster_zoo
 from luminary.merge.config import MergeConfig, locate, locate_zoo_paths
 from luminary.merge.evaluators import Evaluator, EvaluatorConfig, build_evaluator
-from luminary.merge.merge import run_merge
+from luminary.merge.merge import CARD, run_merge, write_manifest_with
 from luminary.merge.mixture import LLAMA_FAMILY, MixtureConfig, run_mixture
 from luminary.merge.zoo import ModelFolder
 
@@ -99,7 +101,11 @@ def merge_family(recipe: GlueRecipe, family: list[str], evaluate: Evaluator, wor
             "score": best["score"]}
 
 
-def run_glue(recipe: GlueRecipe, out: str | Path, evaluate: Evaluator | None = None, overwrite: bool = False) -> dict:
+def run_glue(recipe: GlueRecipe, out: str | Path, evaluate: Evaluator | None = None, overwrite: bool = False,
+             config_text: str | None = None) -> dict:
+    """Run the recipe into the folder ``out``. Every model folder in it has its own card and manifest;
+    the folder itself gets a card for the recipe (``config_text``: the recipe as given) and a
+    manifest of everything in it."""
     if evaluate is None:
         if recipe.evaluator is None:
             raise LuminaryError("evaluator: required (a callable, perplexity or multiple_choice)")
@@ -124,7 +130,33 @@ def run_glue(recipe: GlueRecipe, out: str | Path, evaluate: Evaluator | None = N
                            else next(f["model"] for f in families if f["score"] == best))
         atomic_write_json(tmp / "report.json", report)
         atomic_write_text(tmp / "report.md", _markdown(report))
+        atomic_write_text(tmp / CARD, glue_card(recipe, out, config_text))
+        write_manifest_with(tmp, _known_digests(tmp))
     return report
+
+
+def glue_card(recipe: GlueRecipe, out: str | Path, config_text: str | None = None) -> str:
+    given = recipe
+    if config_text is not None:
+        try:
+            given = GlueRecipe.model_validate(yaml.safe_load(config_text))
+        except Exception:
+            given = recipe
+    else:
+        config_text = yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    return model_card(Path(out).name, "glue", given.models, config_text, folders=recipe.models,
+                      extra_tags=("model-glue",), kind="Model-GLUE merge")
+
+
+def _known_digests(folder: Path) -> dict[str, str]:
+    """Digests already in the manifests of the model folders inside ``folder`` (no second read)."""
+    known = {}
+    for manifest in folder.glob(f"*/{MANIFEST}"):
+        for line in manifest.read_text().splitlines():
+            digest, _, rel = line.partition("  ")
+            if rel:
+                known[f"{manifest.parent.name}/{rel}"] = digest
+    return known
 
 
 def _mixture(recipe: GlueRecipe, families: list[dict], tmp: Path, evaluate: Evaluator) -> dict | None:

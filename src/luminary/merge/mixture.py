@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from pydantic import Field, model_validator
 
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.progress import info
+from luminary.merge.card import model_card
 from luminary.merge.config import DTYPES, locate
 from luminary.merge.merge import write_folder
 from luminary.merge.methods import get_method
@@ -200,8 +202,26 @@ def output_config(config: MixtureConfig, base: ModelFolder) -> dict:
     return c
 
 
-def run_mixture(config: MixtureConfig, out: str | Path, overwrite: bool = False) -> dict:
-    """Write the mixture folder ``out``; returns a summary with the gates' condition numbers."""
+def mixture_card(config: MixtureConfig, out: str | Path, config_text: str | None = None) -> str:
+    """The model card of a mixture: models and config as given (``config_text``) or as ``config`` holds them."""
+    given = config
+    if config_text is not None:
+        try:
+            given = MixtureConfig.model_validate(yaml.safe_load(config_text))
+        except Exception:
+            given = config
+    else:
+        config_text = yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    return model_card(Path(out).name, f"moe_{config.level}", [e.model for e in given.experts], config_text,
+                      folders=[config.base_model] + [e.model for e in config.experts],
+                      base_model=given.base_model, extra_tags=("moe",), kind="mixture of experts")
+
+
+def run_mixture(config: MixtureConfig, out: str | Path, overwrite: bool = False, write_card: bool = True,
+                config_text: str | None = None) -> dict:
+    """Write the mixture folder ``out``; returns a summary with the gates' condition numbers.
+
+    ``config_text``: the YAML as given, for the model card (``README.md``)."""
     base = ModelFolder.open(config.base_model)
     experts = [ModelFolder.open(e.model) for e in config.experts]
     try:
@@ -256,7 +276,8 @@ def run_mixture(config: MixtureConfig, out: str | Path, overwrite: bool = False)
         plan = MergePlan(get_method("passthrough"), sources, tasks, keys[0], base.num_layers, None, None, dtype, config.seed)
         record = {**config.model_dump(mode="json"), "gate_condition_numbers": conds, "warnings": warnings}
         write_folder(out, plan, cfg, base.path, files={"mixture_config.json": json.dumps(record, indent=2)},
-                     overwrite=overwrite, description="mixture")
+                     overwrite=overwrite, description="mixture",
+                     card=mixture_card(config, out, config_text) if write_card else None)
     finally:
         for m in [base] + experts:
             m.close()

@@ -95,8 +95,8 @@ def _refuse_duplicates(names: list[str], where: str) -> None:
 
 
 class _Planner:
-    def __init__(self, config: MergeConfig, models: dict[str, ModelFolder]):
-        self.config, self.models = config, models
+    def __init__(self, config: MergeConfig, models: dict[str, ModelFolder], allow_crimes: bool = False):
+        self.config, self.models, self.allow_crimes = config, models, allow_crimes
         self.method = get_method(config.merge_method)
         check_parameter_names(config, self.method)
         self.tasks: list[TensorTask] = []
@@ -134,8 +134,13 @@ class _Planner:
         ref = self.models[self.reference]
         for name, m in self.models.items():
             if m.architecture != ref.architecture:
+                if self.allow_crimes:  # mergekit's --allow-crimes: names may differ, tensors are still checked
+                    info(f"[yellow]warning:[/yellow] {name}: architecture {list(m.architecture)} differs from "
+                         f"{self.reference}'s {list(ref.architecture)}; merging anyway (--allow-crimes)")
+                    continue
                 raise LuminaryError(f"{name}: architecture {list(m.architecture)} differs from {self.reference}'s "
-                                    f"{list(ref.architecture)}; models of different architectures cannot be merged")
+                                    f"{list(ref.architecture)}; models of different architectures cannot be merged "
+                                    "(--allow-crimes merges them anyway when their tensors match, as in mergekit)")
 
     # -- parameters ---------------------------------------------------------------------------------
     def _resolve(self, out: OutputSlice, inputs: list[Source], tensor: str, t: float):
@@ -250,6 +255,8 @@ class _Planner:
                          self.config.seed, self.config.device)
 
 
-def build_plan(config: MergeConfig, models: dict[str, ModelFolder]) -> MergePlan:
-    """Check the config against the models and list the tensor tasks (no tensor is read)."""
-    return _Planner(config, models).build()
+def build_plan(config: MergeConfig, models: dict[str, ModelFolder], allow_crimes: bool = False) -> MergePlan:
+    """Check the config against the models and list the tensor tasks (no tensor is read).
+
+    ``allow_crimes``: models whose ``architectures`` differ are merged when their tensors match."""
+    return _Planner(config, models, allow_crimes).build()

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from luminary.core.errors import LuminaryError
+from luminary.merge.card import model_card
 from luminary.merge.merge import write_folder
 from luminary.merge.methods import get_method
 from luminary.merge.plan import MergePlan, TensorTask
@@ -36,7 +39,8 @@ def _task(name: str, inputs: list[tuple[str, str]], info) -> TensorTask:
                       info.shape, False, info.dtype)
 
 
-def run_stack(paths: list[str], out: str | Path, mode: str = "stack", overwrite: bool = False) -> dict:
+def run_stack(paths: list[str], out: str | Path, mode: str = "stack", overwrite: bool = False,
+              write_card: bool = True) -> dict:
     if mode not in MODES:
         raise LuminaryError(f"--mode: expected stack or interleave, got '{mode}'")
     if len(paths) < 2:
@@ -68,7 +72,10 @@ def run_stack(paths: list[str], out: str | Path, mode: str = "stack", overwrite:
         config[key] = len(order)
         plan = MergePlan(get_method("linear"), dict(zip(keys, models)), tasks, keys[0], len(order), None, None,
                          tasks[0].out_dtype, 0)
-        write_folder(out, plan, config, first.path, overwrite=overwrite, description=mode)
+        recipe = yaml.safe_dump({"mode": mode, "models": [str(p) for p in paths]}, sort_keys=False)
+        card = model_card(Path(out).name, mode, [str(p) for p in paths], recipe, folders=paths,
+                          extra_tags=("stack",), kind="stack") if write_card else None
+        write_folder(out, plan, config, first.path, overwrite=overwrite, description=mode, card=card)
     finally:
         for m in models:
             m.close()
