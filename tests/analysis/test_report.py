@@ -8,6 +8,18 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
+# what `luminary harvest RELATIONS --release FOLDER` leaves in FOLDER/analysis/harvest/summary.json
+HARVEST = {"kind": "checkpoints", "precision_at": 10,
+           "checkpoints": [{"name": "ckpt_000", "step": 3}, {"name": "ckpt_001", "step": 6}],
+           "relations": {"returns": {"tuples": [4, 9], "top": [None, None], "precision": [0.0, 0.3],
+                                     "hits": [0, 3]},
+                         "defines": {"tuples": [2, 5], "top": [None, None]}}}
+
+
+def add_harvest(folder: Path) -> None:
+    (folder / "analysis" / "harvest").mkdir(parents=True)
+    (folder / "analysis" / "harvest" / "summary.json").write_text(json.dumps(HARVEST))
+
 
 def test_report_files(tmp_path, run_dir, cli):
     folder = tmp_path / "run"
@@ -19,13 +31,32 @@ def test_report_files(tmp_path, run_dir, cli):
     (folder / "analysis" / "benchmark_code-completion.json").write_text(json.dumps(
         {"task": "code-completion", "steps": [3, 6], "scores": [0.0, 0.1],
          "metrics": {"exact_match": [0.0, 0.1], "edit_similarity": [0.2, 0.4]}}))
+    add_harvest(folder)
     result = cli("report", folder)
     assert result.returncode == 0, result.stderr
     page = (folder / "report" / "index.html").read_text()
-    for name in ("loss", "lr", "grad_norm", "tokens", "val_loss", "memorization", "benchmark_code-completion"):
+    for name in ("loss", "lr", "grad_norm", "tokens", "val_loss", "memorization", "benchmark_code-completion",
+                 "harvest_returns", "harvest_defines"):
         assert f'src="{name}.png"' in page and (folder / "report" / f"{name}.png").stat().st_size > 1000
     assert "http" not in page  # nothing from the network
     assert "p2" in page  # phases listed
+    assert "harvest_returns.png\" alt=\"Harvested knowledge over checkpoints: returns (tuples and precision@10)" in page
+    assert "defines (tuples" not in page  # no ground truth: no precision panel named
+
+
+def test_report_plots_the_harvest_panels(tmp_path, run_dir, monkeypatch):
+    """Two panels (tuples, precision) with ground truth, one without."""
+    import luminary.analysis.report as report
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    add_harvest(folder)
+    panels = {}
+    monkeypatch.setattr(report, "_panels_plot",
+                        lambda path, title, steps, metrics, phases: panels.__setitem__(path.name, (steps, metrics)))
+    report.write_report(folder)
+    assert panels["harvest_returns.png"] == ([3, 6], {"tuples harvested": [4, 9], "precision@10": [0.0, 0.3]})
+    assert panels["harvest_defines.png"] == ([3, 6], {"tuples harvested": [2, 5]})
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by .ci/run")
@@ -36,6 +67,7 @@ def test_report_in_headless_chromium(tmp_path, run_dir):
 
     folder = tmp_path / "run"
     shutil.copytree(run_dir, folder)
+    add_harvest(folder)
     page_path = write_report(folder)
     errors, failed = [], []
     with sync_playwright() as p:
@@ -52,7 +84,8 @@ def test_report_in_headless_chromium(tmp_path, run_dir):
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
-    assert len(images) >= 5
+    assert len(images) >= 7
+    assert {"harvest_returns.png", "harvest_defines.png"} <= {src for src, _, _ in images}
     assert all(complete and width > 0 for _, complete, width in images), images
     assert errors == [] and failed == []
     assert (tmp_path / "report.png").stat().st_size > 10_000

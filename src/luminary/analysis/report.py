@@ -3,8 +3,11 @@
 Plots (PNG, matplotlib): loss, learning rate, gradient norm and tokens per
 source over steps, with phase boundaries marked; per-source validation loss
 over checkpoints; the memorization heatmap (checkpoints × chunks) and any
-benchmark curves found under ``analysis/``. The page references only its own
-PNG files: it opens from disk with no server and no network.
+benchmark curves found under ``analysis/``; and, when ``analysis/harvest/``
+holds a harvest over checkpoints (``luminary harvest RELATIONS --release
+FOLDER``), per relation the tuples each checkpoint yields and their
+precision@n where the relation has ground truth. The page references only
+its own PNG files: it opens from disk with no server and no network.
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ def _heatmap(path: Path, grid: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _harvest_plot(path: Path, name: str, summary: dict[str, Any], phases) -> None:
+    """Tuples per checkpoint and, with ground truth, precision@n per checkpoint, for one relation."""
+    rel = summary["relations"][name]
+    steps = [c["step"] for c in summary["checkpoints"]]
+    metrics = {"tuples harvested": rel["tuples"]}
+    if rel.get("precision") is not None:
+        metrics[f"precision@{summary['precision_at']}"] = rel["precision"]
+    _panels_plot(path, f"Knowledge over training (BertNet harvest): {name}", steps, metrics, phases)
+
+
+def harvest_summary(folder: Path) -> dict[str, Any] | None:
+    """``analysis/harvest/summary.json`` when it is a harvest over checkpoints, else None."""
+    path = folder / "analysis" / "harvest" / "summary.json"
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    return summary if isinstance(summary, dict) and summary.get("kind") == "checkpoints" else None
+
+
 def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     records = read_metrics(folder / "metrics.jsonl")
@@ -125,6 +147,12 @@ def write_report(folder: str | Path) -> Path:
             b = read_json(bench)
             _panels_plot(add(f"{bench.stem}.png", f"Benchmark over checkpoints: {b['task']}"), b["task"],
                          b["steps"], b.get("metrics") or {"score": b["scores"]}, phases)
+        harvest = harvest_summary(folder)
+        for name in harvest["relations"] if harvest else []:
+            caption = f"Harvested knowledge over checkpoints: {name}"
+            if harvest["relations"][name].get("precision") is not None:
+                caption += f" (tuples and precision@{harvest['precision_at']})"
+            _harvest_plot(add(f"harvest_{name}.png", caption), name, harvest, phases)
         (out / "index.html").write_text(_page(folder, records, phases, figures))
     return folder / "report" / "index.html"
 

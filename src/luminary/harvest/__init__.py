@@ -8,6 +8,9 @@ and defaults are those of ``specs/bertnet.md`` (Hao et al., ACL Findings 2023).
 """
 
 from luminary.harvest.relations import Relation, RelationSet, load_relations
+from luminary.harvest.over_training import harvest_checkpoints
+from luminary.harvest.precision import precision_at
 from luminary.harvest.run import HarvestConfig, harvest, harvest_relation
 
-__all__ = ["HarvestConfig", "Relation", "RelationSet", "harvest", "harvest_relation", "load_relations"]
+__all__ = ["HarvestConfig", "Relation", "RelationSet", "harvest", "harvest_checkpoints", "harvest_relation",
+           "load_relations", "precision_at"]

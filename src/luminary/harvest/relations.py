@@ -9,6 +9,8 @@ Two file formats are read:
           prompt: "<ENT0> can <ENT1> ."
           seeds: [["bird", "fly"], ["fish", "swim"]]
           prompts: ["<ENT0> is able to <ENT1> ."]   # optional paraphrases of one's own
+          truth: [["bird", "fly"], ["cow", "moo"]]  # optional ground truth -> precision@n
+                                                    # (or a file: truth: truth.tsv, relative to this one)
 
 * BertNet's ``relation_info.json``: ``{rel: {"init_prompts": [...],
   "seed_ent_tuples": [[...], ...], "prompts": [...]}}`` (the first init prompt is
@@ -47,6 +49,7 @@ class Relation(Config):
     prompt: str
     seeds: list[list[str]] = Field(min_length=2)
     prompts: list[str] = []
+    truth: list[list[str]] | str | None = None  # tuples, or a file of them (resolved by load_relations)
 
     @field_validator("name")
     @classmethod
@@ -68,6 +71,10 @@ class Relation(Config):
         for seed in self.seeds:
             if any(not e.strip() for e in seed):
                 raise ValueError(f"relation {self.name}: seed {seed} has an empty entity")
+        if isinstance(self.truth, list):
+            for tup in self.truth:
+                if len(tup) != arity:
+                    raise ValueError(f"relation {self.name}: truth tuple {tup} has {len(tup)} entities, not {arity}")
         return self
 
     @property
@@ -102,9 +109,30 @@ def from_bertnet(data: dict) -> dict:
     return {"relations": relations}
 
 
+def read_truth(path: Path, arity: int, relation: str) -> list[list[str]]:
+    """Ground-truth tuples from a file: YAML/JSON (a list of tuples) or text (one tuple a line, tab-separated)."""
+    if not path.is_file():
+        raise LuminaryError(f"relation {relation}: truth file {path} not found")
+    if path.suffix in (".yaml", ".yml", ".json"):
+        data = read_yaml(path)
+    else:
+        data = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not isinstance(data, list) or any(not isinstance(t, list) or len(t) != arity for t in data):
+        raise LuminaryError(f"relation {relation}: truth file {path} must hold tuples of {arity} entities")
+    return [[str(e) for e in t] for t in data]
+
+
 def load_relations(path: str | Path) -> RelationSet:
-    """A relation set from YAML/JSON in either format; a problem is one line naming the file and field."""
+    """A relation set from YAML/JSON in either format; a problem is one line naming the file and field.
+
+    A ``truth`` given as a file name is read here (relative to the relation file), so every
+    loaded relation holds its ground truth as tuples, or None.
+    """
     data = read_yaml(path)  # JSON is YAML
     if "relations" not in data and data and all(isinstance(v, dict) and "init_prompts" in v for v in data.values()):
         data = from_bertnet(data)
-    return validate(RelationSet, data, str(path))
+    relation_set = validate(RelationSet, data, str(path))
+    for relation in relation_set.relations:
+        if isinstance(relation.truth, str):
+            relation.truth = read_truth(Path(path).parent / relation.truth, relation.arity, relation.name)
+    return relation_set

@@ -28,8 +28,9 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, atomic_write_json, atomic_write_text, write_jsonl, write_manifest
 from luminary.core.locks import locked
 from luminary.harvest.filters import cap_word_repeats, prompt_words
+from luminary.harvest.precision import precision_at
 from luminary.harvest.prompts import Generator, hf_paraphraser, paraphrase_prompts
-from luminary.harvest.relations import Relation, load_relations
+from luminary.harvest.relations import Relation, RelationSet, load_relations
 from luminary.harvest.scoring import LanguageModel, decode_entity, encode_entity, encode_template, score_pairs
 from luminary.harvest.search import SearchSpace, SearchStats, allowed_tokens, run_search
 from luminary.harvest.weights import negative_tuples, normalise, raw_weight
@@ -45,6 +46,7 @@ class HarvestConfig(Config):
     seed: int = 0
     paraphraser: str | None = None
     device: str = "cpu"
+    precision_at: int = Field(10, ge=1, description="n of precision@n against a relation's truth")
 
 
 def detect_kind(path: str | Path) -> str:
@@ -68,7 +70,9 @@ def detect_kind(path: str | Path) -> str:
     raise LuminaryError(f"{path}: {what} is neither a masked LM nor a causal LM (harvest needs one of them)")
 
 
-def load_lm(path: str | Path, batch_size: int = 64, device: str = "cpu", allow_pickle: bool = False) -> LanguageModel:
+def load_lm(path: str | Path, batch_size: int = 64, device: str = "cpu", allow_pickle: bool = False,
+            tokenizer: str | Path | None = None) -> LanguageModel:
+    """The LM of a model folder; its tokenizer from ``tokenizer`` (a folder) when given, else from the folder."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     from luminary.models.loading import load_model, load_tokenizer
@@ -76,7 +80,7 @@ def load_lm(path: str | Path, batch_size: int = 64, device: str = "cpu", allow_p
     kind = detect_kind(path)
     auto = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
     model = load_model(path, auto, allow_pickle=allow_pickle).to(device).eval()
-    return LanguageModel(model, load_tokenizer(path), kind, batch_size=batch_size, device=device)
+    return LanguageModel(model, load_tokenizer(tokenizer or path), kind, batch_size=batch_size, device=device)
 
 
 def vocab_size(lm: LanguageModel) -> int:
@@ -163,8 +167,27 @@ def write_relation(folder: Path, result: dict) -> None:
                                           for t in result["tuples"]])
 
 
+def harvest_into(folder: Path, relation_set: RelationSet, lm: LanguageModel, cfg: HarvestConfig,
+                 generator: Generator | None = None) -> list[dict]:
+    """Harvest every relation into ``folder/<relation>/``; one summary row per relation (with
+    ``precision`` = precision@n when the relation has ground truth)."""
+    summary = []
+    for relation in relation_set.relations:
+        result = harvest_relation(lm, relation, cfg, generator)
+        write_relation(folder / relation.name, result)
+        top = result["tuples"][0] if result["tuples"] else None
+        row = {"relation": relation.name, "prompts": sum(p["weight"] > 0 for p in result["prompts"]),
+               "tuples": len(result["tuples"]), "top": top["entities"] if top else None,
+               "top_score": top["score"] if top else None, **result["stats"]}
+        if relation.truth is not None:
+            row["precision"] = precision_at([t["entities"] for t in result["tuples"]], relation.truth,
+                                            cfg.precision_at, relation.seeds)
+        summary.append(row)
+    return summary
+
+
 def harvest(relations: str | Path, model: str | Path, out: str | Path, cfg: HarvestConfig | None = None,
-            overwrite: bool = False, allow_pickle: bool = False) -> list[dict]:
+            overwrite: bool = False, allow_pickle: bool = False, html: bool = False) -> list[dict]:
     """Harvest every relation of a relation file from ``model`` into ``out``; one summary row per relation."""
     cfg = cfg or HarvestConfig()
     relation_set = load_relations(relations)
@@ -173,17 +196,15 @@ def harvest(relations: str | Path, model: str | Path, out: str | Path, cfg: Harv
         check_seeds(lm, relation, cfg.max_ent_tokens)
     generator = hf_paraphraser(cfg.paraphraser, seed=cfg.seed, allow_pickle=allow_pickle) if cfg.paraphraser else None
     out = Path(out)
-    summary = []
     with locked(out), atomic_dir(out, overwrite=overwrite) as tmp:
-        for relation in relation_set.relations:
-            result = harvest_relation(lm, relation, cfg, generator)
-            write_relation(tmp / relation.name, result)
-            top = result["tuples"][0] if result["tuples"] else None
-            summary.append({"relation": relation.name, "prompts": sum(p["weight"] > 0 for p in result["prompts"]),
-                            "tuples": len(result["tuples"]), "top": top["entities"] if top else None,
-                            "top_score": top["score"] if top else None, **result["stats"]})
+        summary = harvest_into(tmp, relation_set, lm, cfg, generator)
         atomic_write_json(tmp / "config.json", {"model": str(model), "kind": lm.kind, "relations": str(relations),
                                                 "harvest": dump_config(cfg)})
         atomic_write_json(tmp / "summary.json", summary)
+        if html:
+            from luminary.harvest.page import write_page
+
+            write_page(tmp, {r.name: r.truth for r in relation_set.relations if r.truth is not None},
+                       title=str(out))
         write_manifest(tmp)
     return summary
