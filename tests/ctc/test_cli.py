@@ -113,3 +113,19 @@ def test_baseline_command_measures_unrelated_pairs(cli, tmp_path, tiny_bert):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["baseline"] == pytest.approx(1.0, abs=1e-5)  # identical texts align fully
     cli("ctc", "baseline", tmp_path / "texts.jsonl", "--field", "body").one_line_error("line 1: missing field 'body'")
+
+
+def test_the_faithful_options_from_the_command_line(cli, tmp_path, minilm_aligner):
+    """--preset refuses an encoder of another shape; --stopwords picks the list; an option an aligner
+    does not take is one line."""
+    write_jsonl(tmp_path / "in.jsonl", ROWS)
+    base = ["ctc", "score", tmp_path / "in.jsonl", "--task", "summarization", "--aspect", "consistency"]
+    cli(*base, "--preset", "roberta-large").one_line_error("roberta-large")
+    cli(*base, "--word-features", "sum").one_line_error("word_features")
+    scores = {}
+    for name in ("nltk", "sklearn"):
+        res = cli(*base, "--stopwords", name, "--remove-stopwords")
+        assert res.returncode == 0, res.stderr
+        scores[name] = [json.loads(line)["score"] for line in res.stdout.splitlines()]
+    assert scores["nltk"] != scores["sklearn"]  # 179 words against 318
+    cli(*base, "--stopwords", "spacy").one_line_error("spacy")

@@ -106,3 +106,39 @@ def test_bad_encoder_requests(tiny_bert, tmp_path):
         EmbeddingAligner(tmp_path / "missing")
     with pytest.raises(LuminaryError, match="layer must be between 0 and 2"):
         EmbeddingAligner(tiny_bert, layer=3)
+
+
+def test_ctc_layer_presets_pick_the_papers_layer_from_the_config():
+    """bert-base → 9, roberta-large → 17, roberta-large-mnli → 9 (ctc_score E-bert, E-roberta, E-roberta-mnli)."""
+    from transformers import BertConfig, RobertaConfig
+
+    from luminary.ctc.aligners import E_PRESETS, pick_layer
+
+    bert_base = BertConfig(num_hidden_layers=12, hidden_size=768)
+    roberta_large = RobertaConfig(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16)
+    mnli = RobertaConfig(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16,
+                         id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"})
+    minilm = BertConfig(num_hidden_layers=6, hidden_size=384)
+    assert {name: p.layer for name, p in E_PRESETS.items()} == {
+        "bert-base": 9, "roberta-large": 17, "roberta-large-mnli": 9}
+    assert [pick_layer(c) for c in (bert_base, roberta_large, mnli, minilm)] == [9, 17, 9, 6]  # else: the last
+    assert pick_layer(roberta_large, preset="roberta-large-mnli") == 9  # any folder of the family
+    assert pick_layer(bert_base, layer=12) == 12
+    with pytest.raises(LuminaryError, match="preset roberta-large is for a roberta encoder with 24 layers"):
+        pick_layer(bert_base, preset="roberta-large")
+    with pytest.raises(LuminaryError, match="unknown E preset 'gpt2'"):
+        pick_layer(bert_base, preset="gpt2")
+    with pytest.raises(LuminaryError, match="not both"):
+        pick_layer(bert_base, layer=3, preset="bert-base")
+
+
+def test_the_aligner_takes_a_matching_presets_layer(tiny_bert, monkeypatch):
+    from luminary.ctc.aligners import embedding
+
+    tiny = embedding.EncoderPreset("bert", 2, 32, 1, False, "a test family")
+    monkeypatch.setitem(embedding.E_PRESETS, "tiny", tiny)
+    assert EmbeddingAligner(tiny_bert, device="cpu").layer == 1
+    assert EmbeddingAligner(tiny_bert, device="cpu", preset="tiny").layer == 1
+    assert EmbeddingAligner(tiny_bert, device="cpu", layer=2).layer == 2
+    with pytest.raises(LuminaryError, match="preset bert-base is for a bert encoder with 12 layers"):
+        EmbeddingAligner(tiny_bert, preset="bert-base")

@@ -99,3 +99,38 @@ def test_scorers_refuse_bad_requests(stub):
         SummarizationScorer("Q")
     with pytest.raises(LuminaryError, match="needs a trained model folder"):
         SummarizationScorer("D")
+
+
+def test_the_stopword_list_is_nltks_english_list_by_default():
+    from luminary.ctc.aligners.stopwords import NLTK_ENGLISH, STOPWORD_LISTS, english_stopwords
+
+    nltk = english_stopwords()
+    assert len(NLTK_ENGLISH) == len(nltk) == 179
+    assert {"i", "me", "myself", "you're", "you'd", "should've", "ain", "ma", "wouldn't", "mightn't"} <= nltk
+    assert NLTK_ENGLISH[:4] == ["i", "me", "my", "myself"] and NLTK_ENGLISH[-1] == "wouldn't"
+    assert {"also", "cannot", "thus", "everything"}.isdisjoint(nltk)  # scikit-learn's, not NLTK's
+    sklearn = english_stopwords("sklearn")
+    assert len(sklearn) == 318 and {"also", "cannot"} <= sklearn and "ain" not in sklearn
+    assert set(STOPWORD_LISTS) == {"nltk", "sklearn"}
+    with pytest.raises(LuminaryError, match="unknown stopword list 'spacy'"):
+        english_stopwords("spacy")
+
+
+def test_dialog_drops_nltks_stopwords_by_default_and_sklearns_on_request(make_stub):
+    hypo, fact = "i also cannot ain tea", "a fact"
+    stub = make_stub({(hypo, fact): [("i", 0.1), ("also", 0.2), ("cannot", 0.4), ("ain", 0.8), ("tea", 1.6)]})
+    assert DialogScorer(stub).score(fact, None, hypo, "groundedness") == pytest.approx(0.2 + 0.4 + 1.6)
+    assert DialogScorer(stub, stopwords="sklearn").score(fact, None, hypo, "groundedness") == pytest.approx(0.8 + 1.6)
+    assert metrics.groundedness(stub, [fact], [hypo], stopwords="sklearn") == pytest.approx([0.8 + 1.6])
+    with pytest.raises(LuminaryError, match="unknown stopword list"):
+        DialogScorer(stub, stopwords="nope")
+
+
+def test_no_text_calls_preservation_ab_over_a_plus_b():
+    """ctc_score's preservation is 2ab/(a+b); neither the module nor docs/ctc.md may say ab/(a+b)."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "ctc.md"
+    for text in (metrics.__doc__, docs.read_text(encoding="utf-8")):
+        assert not re.search(r"(?<![2\w])\s*ab ?/ ?\(a ?\+ ?b\)", text.replace("2ab", "").replace("2 ab", ""))

@@ -57,12 +57,14 @@ def test_d_keeps_the_checkpoint_with_the_best_f1_sum(tiny_bert, train_file, tmp_
     best = max(evals, key=lambda r: r["eval_selection"])
     record = json.loads((out / "best" / "ctc_aligner.json").read_text())
     assert record["kind"] == "D" and record["step"] == best["step"] + 1
+    assert record["word_features"] == "sum"  # so that scoring pools words as training did
     assert record["eval"]["eval_selection"] == pytest.approx(best["eval_selection"])
     assert best["eval_selection"] == pytest.approx(best["eval_f1_ok"] + best["eval_f1_bad"])
     assert result["aligner"] == str(out / "best")
 
     # the kept folder scores the held-out words as the evaluation did: label 1 where P(ok) < 1/2
     aligner = DiscriminativeAligner(out / "best", device="cpu")
+    assert aligner.word_features == "sum"
     rows = read_training_examples(train_file)
     encoded = encode_examples(rows, aligner.tokenizer, "D", 256, 512)
     _, held_out = split_examples(list(zip(rows, encoded)), 0.1, 0)  # the same seeded split as training
@@ -70,6 +72,43 @@ def test_d_keeps_the_checkpoint_with_the_best_f1_sum(tiny_bert, train_file, tmp_
     preds = [[int(s < 0.5) for s in a.scores] for a in alignments]
     metrics = d_metrics([e for _, e in held_out], [torch.tensor(p) for p in preds])
     assert metrics["selection"] == pytest.approx(record["eval"]["eval_selection"])
+
+
+@pytest.mark.parametrize("pool", ["sum", "mean"])
+def test_d_loss_pools_each_words_features_as_configured(tiny_d, pool):
+    """The loss is cross-entropy of head(Σ or mean of the word's last hidden states), computed by hand."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from luminary.ctc.aligners.pairs import collate_pairs
+    from luminary.ctc.train import d_loss, d_predict
+
+    tok = AutoTokenizer.from_pretrained(tiny_d)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_d).eval()
+    rows = [{"context": "river lamp stone", "input_text": "Unbelievably rivers glow", "labels": [1, 0, 1]},
+            {"context": "a cloud", "input_text": "cloudberries", "labels": [0]}]
+    batch = collate_pairs(encode_examples(rows, tok, "D", 256, 512), tok.pad_token_id)
+    with torch.no_grad():
+        loss = d_loss(model, batch, word_features=pool)["loss"]
+        preds = d_predict(model, batch, word_features=pool)
+        logits, labels = [], []
+        for row in rows:
+            enc = tok(row["input_text"], row["context"], return_tensors="pt")
+            features, position = model.bert(**enc).last_hidden_state[0], 1
+            for word, label in zip(row["input_text"].split(), row["labels"]):
+                n = len(tok(word, add_special_tokens=False)["input_ids"])
+                span = features[position : position + n]
+                logits.append(model.classifier(span.sum(0) if pool == "sum" else span.mean(0)))
+                labels.append(label)
+                position += n
+        logits = torch.stack(logits)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, torch.tensor(labels)).item(), abs=1e-5)
+    assert preds[preds != -100].tolist() == logits.argmax(-1).tolist()
+
+
+def test_word_features_must_be_sum_or_mean(tiny_bert, train_file):
+    with pytest.raises(Exception, match="word_features"):
+        config("D", tiny_bert, train_file, word_features="max")
 
 
 def test_r_trains_toward_the_share_of_words_not_hallucinated(tiny_bert, train_file, tmp_path):

@@ -69,15 +69,31 @@ def test_seq2seq_generator(t5_dir):
     assert [[c["decoding"] for c in cands] for cands in out] == [["greedy", "s", "s", "s"]] * 2
 
 
-def test_self_scoring_is_the_mean_token_log_likelihood(llama_dir):
+def test_self_scoring_is_the_mean_token_log_likelihood_with_the_eos(llama_dir):
     gen = Generator.from_pretrained(llama_dir, prompt_template="Q: {instruction}\nA:")
     prompt = gen.tokenizer("Q: hello\nA:", add_special_tokens=False)["input_ids"]
     answer = gen.tokenizer(" world", add_special_tokens=False)["input_ids"]
+    eos = gen.tokenizer.eos_token_id
+    assert eos is not None
     with torch.no_grad():
-        logits = gen.model(input_ids=torch.tensor([prompt + answer])).logits[0]
+        logits = gen.model(input_ids=torch.tensor([prompt + answer + [eos]])).logits[0]
     logp = torch.log_softmax(logits.float(), -1)
-    expected = sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(answer)) / len(answer)
-    assert gen.log_likelihood(["hello"], [" world"])[0] == pytest.approx(expected, abs=1e-5)
+    terms = [logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(answer + [eos])]
+    assert gen.log_likelihood(["hello"], [" world"])[0] == pytest.approx(sum(terms) / len(terms), abs=1e-5)
+    without = gen.log_likelihood(["hello"], [" world"], include_eos=False)[0]
+    assert without == pytest.approx(sum(terms[:-1]) / len(answer), abs=1e-5)
+
+
+def test_seq2seq_self_scoring_counts_the_closing_eos(t5_dir):
+    """As the original's T5 labels, tokenizer(response) with its </s>."""
+    gen = Generator.from_pretrained(t5_dir)
+    enc = gen.tokenizer("translate: hello", return_tensors="pt")
+    labels = gen.tokenizer("world", add_special_tokens=False)["input_ids"] + [gen.tokenizer.eos_token_id]
+    with torch.no_grad():
+        logits = gen.model(**enc, labels=torch.tensor([labels])).logits[0]
+    logp = torch.log_softmax(logits.float(), -1)
+    expected = sum(logp[i, t].item() for i, t in enumerate(labels)) / len(labels)
+    assert gen.log_likelihood(["translate: hello"], ["world"])[0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_prompt_template_must_hold_the_instruction(llama_dir):

@@ -44,7 +44,9 @@ def test_dynamic_padding_equals_max_length_padding(cappy_dir):
     ins, res = [p[0] for p in PAIRS] * 3, [p[1] for p in PAIRS] * 3
     dynamic = score_pairs(scorer, ins, res, batch_size=4)
     padded = score_pairs(scorer, ins, res, batch_size=4, pad_to_max_length=True)
+    unsorted = score_pairs(scorer, ins, res, batch_size=4, sort_by_length=False)
     assert dynamic == pytest.approx(padded, abs=1e-5)
+    assert unsorted == pytest.approx(padded, abs=1e-5)
 
 
 def test_pickle_weights_only_with_allow_pickle(tmp_path, make_roberta_scorer):
@@ -57,6 +59,27 @@ def test_pickle_weights_only_with_allow_pickle(tmp_path, make_roberta_scorer):
         Scorer.from_pretrained(folder)
     scorer = Scorer.from_pretrained(folder, allow_pickle=True)
     assert score_pairs(scorer, [p[0] for p in PAIRS[:2]], [p[1] for p in PAIRS[:2]]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_legacy_bin_with_position_ids_loads_as_from_pretrained_does(tmp_path, make_roberta_scorer):
+    """Files saved before transformers 4.31 hold roberta.embeddings.position_ids; the key is dropped, not fatal."""
+    folder = make_roberta_scorer(tmp_path / "legacy", seed=4)
+    expected = direct_scores(folder, PAIRS[:2])
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    state = dict(model.state_dict())
+    assert "roberta.embeddings.position_ids" not in state
+    state["roberta.embeddings.position_ids"] = torch.arange(model.config.max_position_embeddings).expand((1, -1))
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    assert "roberta.embeddings.position_ids" in torch.load(folder / "pytorch_model.bin", weights_only=True)
+    scorer = Scorer.from_pretrained(folder, allow_pickle=True)
+    scores = score_pairs(scorer, [p[0] for p in PAIRS[:2]], [p[1] for p in PAIRS[:2]])
+    assert scores == pytest.approx(expected, abs=1e-5)
+    # a key that is no buffer of the model still names the mismatch
+    state["classifier.extra"] = torch.zeros(1)
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(LuminaryError, match="unexpected \\['classifier.extra'\\]"):
+        Scorer.from_pretrained(folder, allow_pickle=True)
 
 
 def test_a_head_with_two_outputs_is_refused(tmp_path, make_roberta_scorer):

@@ -21,7 +21,15 @@ def score(
     align: str = typer.Option("E", "--align", help="E (embedding), D (discriminative) or R (regression)"),
     model: Optional[Path] = typer.Option(None, "--model", help="encoder (E) or trained aligner (D, R) folder; "
                                                                 "E defaults to the packaged MiniLM"),
-    layer: Optional[int] = typer.Option(None, "--layer", min=0, help="E: hidden layer to match (default: last)"),
+    layer: Optional[int] = typer.Option(None, "--layer", min=0, help="E: hidden layer to match (default: the "
+                                        "preset's where the folder matches one, else the last)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="E: bert-base, roberta-large or roberta-large-mnli "
+                                         "(the paper's layers 9, 17, 9)"),
+    stopwords: str = typer.Option("nltk", "--stopwords", help="the stop-word list: nltk (ctc_score's) or sklearn"),
+    word_features: Optional[str] = typer.Option(None, "--word-features", help="D: sum (ctc_score's) or mean of a "
+                                                "word's subword features (default: what the aligner was trained with)"),
+    clean: Optional[bool] = typer.Option(None, "--clean/--no-clean", help="D/R: ctc_score's text cleaning "
+                                         "(default: on for D, off for R)"),
     out: Optional[Path] = typer.Option(None, "--out", help="write scores here (JSONL) instead of stdout"),
     aggr: Optional[str] = typer.Option(None, "--aggr", help="mean or sum (default: the task's)"),
     remove_stopwords: Optional[bool] = typer.Option(None, "--remove-stopwords/--keep-stopwords",
@@ -33,10 +41,11 @@ def score(
     """Score each line of INPUT; prints (or writes) one {"score": ...} line per example."""
     from luminary.ctc.scorers import score_file
 
-    given = {"device": device, "layer": layer, "baseline": baseline}
+    given = {"device": device, "layer": layer, "baseline": baseline, "preset": preset,
+             "word_features": word_features, "clean": clean}
     options = {name: value for name, value in given.items() if value is not None}
     rows = score_file(input, task, aspect, align=align, model=model, remove_stopwords=remove_stopwords,
-                      aggr_type=aggr, output=out, idf=idf, **options)
+                      aggr_type=aggr, output=out, idf=idf, stopwords=stopwords, **options)
     if out is None:
         for row in rows:
             typer.echo(json.dumps(row))

@@ -13,8 +13,10 @@ scores each token of a against b (see ``aligners``), mean/sum aggregate.
 | any | factual consistency | mean(align(y → grounding)) |
 
 Relevance averages over any number of references (the original's
-``score_relevance`` does the same); ctc_score's preservation returns
-ab / (a + b), half the harmonic mean written here, which ranks alike.
+``score_relevance`` does the same). Preservation is 2ab / (a + b), the
+harmonic mean, as ctc_score's current code computes it. ``stopwords`` names
+the list that ``remove_stopwords`` drops: ``nltk`` (the original's, the
+default) or ``sklearn``.
 Every function takes whole batches and makes one call to the aligner, so
 the E aligner encodes each distinct text once.
 """
@@ -25,6 +27,7 @@ from typing import Sequence
 
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Aggregation, Aligner, align_scores
+from luminary.ctc.aligners.stopwords import DEFAULT_STOPWORDS
 
 Pair = tuple[str, str]  # (input, context): align(input → context)
 
@@ -45,20 +48,22 @@ def check_lengths(**columns: Sequence) -> int:
     return next(iter(sizes.values()), 0)
 
 
-def align_pairs(aligner: Aligner, pairs: Sequence[Pair], how: Aggregation, remove_stopwords: bool) -> list[float]:
-    return align_scores(aligner, [p[0] for p in pairs], [p[1] for p in pairs], how, remove_stopwords)
+def align_pairs(aligner: Aligner, pairs: Sequence[Pair], how: Aggregation, remove_stopwords: bool,
+                stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
+    return align_scores(aligner, [p[0] for p in pairs], [p[1] for p in pairs], how, remove_stopwords, stopwords)
 
 
 def consistency(aligner: Aligner, docs: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = False,
-                how: Aggregation = "mean") -> list[float]:
+                how: Aggregation = "mean", stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """mean(align(y → x))"""
     check_lengths(docs=docs, hypos=hypos)
     check_texts("hypo", hypos)
-    return align_pairs(aligner, list(zip(hypos, docs)), how, remove_stopwords)
+    return align_pairs(aligner, list(zip(hypos, docs)), how, remove_stopwords, stopwords)
 
 
 def relevance(aligner: Aligner, docs: Sequence[str], refs: Sequence[Sequence[str]], hypos: Sequence[str],
-              remove_stopwords: bool = False, how: Aggregation = "mean") -> list[float]:
+              remove_stopwords: bool = False, how: Aggregation = "mean",
+              stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """mean_r mean(align(r → y)) · mean(align(y → x)), over every reference r of each example."""
     n = check_lengths(docs=docs, refs=refs, hypos=hypos)
     check_texts("hypo", hypos)
@@ -67,7 +72,7 @@ def relevance(aligner: Aligner, docs: Sequence[str], refs: Sequence[Sequence[str
             raise LuminaryError(f"refs of example {i + 1}: relevance needs a list of at least one reference")
         check_texts(f"refs of example {i + 1}: reference", example_refs)
     ref_pairs = [(r, hypos[i]) for i in range(n) for r in refs[i]]
-    scores = align_pairs(aligner, [*zip(hypos, docs), *ref_pairs], how, remove_stopwords)
+    scores = align_pairs(aligner, [*zip(hypos, docs), *ref_pairs], how, remove_stopwords, stopwords)
     y_x, r_y = scores[:n], scores[n:]
     out, start = [], 0
     for i in range(n):
@@ -83,20 +88,20 @@ def harmonic(a: float, b: float) -> float:
 
 
 def preservation(aligner: Aligner, inputs: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = False,
-                 how: Aggregation = "mean") -> list[float]:
+                 how: Aggregation = "mean", stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """2ab / (a + b) with a = mean(align(x → y)), b = mean(align(y → x))."""
     n = check_lengths(inputs=inputs, hypos=hypos)
     check_texts("hypo", hypos)
-    scores = align_pairs(aligner, [*zip(inputs, hypos), *zip(hypos, inputs)], how, remove_stopwords)
+    scores = align_pairs(aligner, [*zip(inputs, hypos), *zip(hypos, inputs)], how, remove_stopwords, stopwords)
     return [harmonic(a, b) for a, b in zip(scores[:n], scores[n:])]
 
 
 def groundedness(aligner: Aligner, facts: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = True,
-                 how: Aggregation = "sum") -> list[float]:
+                 how: Aggregation = "sum", stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """sum(align(y → fact)), stopwords removed."""
     check_lengths(facts=facts, hypos=hypos)
     check_texts("hypo", hypos)
-    return align_pairs(aligner, list(zip(hypos, facts)), how, remove_stopwords)
+    return align_pairs(aligner, list(zip(hypos, facts)), how, remove_stopwords, stopwords)
 
 
 def dialog_context(fact: str, history: str) -> str:
@@ -105,15 +110,17 @@ def dialog_context(fact: str, history: str) -> str:
 
 
 def engagingness(aligner: Aligner, facts: Sequence[str], histories: Sequence[str], hypos: Sequence[str],
-                 remove_stopwords: bool = True, how: Aggregation = "sum") -> list[float]:
+                 remove_stopwords: bool = True, how: Aggregation = "sum",
+                 stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """sum(align(y → fact + "\\n\\n\\n" + history)), stopwords removed."""
     check_lengths(facts=facts, histories=histories, hypos=hypos)
     check_texts("hypo", hypos)
     contexts = [dialog_context(f, h) for f, h in zip(facts, histories)]
-    return align_pairs(aligner, list(zip(hypos, contexts)), how, remove_stopwords)
+    return align_pairs(aligner, list(zip(hypos, contexts)), how, remove_stopwords, stopwords)
 
 
 def factual_consistency(aligner: Aligner, groundings: Sequence[str], hypos: Sequence[str],
-                        remove_stopwords: bool = False, how: Aggregation = "mean") -> list[float]:
+                        remove_stopwords: bool = False, how: Aggregation = "mean",
+              stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
     """mean(align(y → grounding))."""
-    return consistency(aligner, groundings, hypos, remove_stopwords, how)
+    return consistency(aligner, groundings, hypos, remove_stopwords, how, stopwords)

@@ -8,7 +8,8 @@
 ``align`` is a letter (E, D, R; ``model`` names the folder) or an aligner
 object. Each scorer's defaults are ctc_score's: mean aggregation with
 stopwords kept for summarization and style transfer, sum with stopwords
-removed for dialog.
+removed for dialog; the stopword list is NLTK's English list (``stopwords=
+"sklearn"`` for scikit-learn's).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import write_jsonl
 from luminary.ctc import metrics
 from luminary.ctc.aligners import Aggregation, Aligner, EmbeddingAligner, build_aligner, idf_weights
+from luminary.ctc.aligners.stopwords import DEFAULT_STOPWORDS, english_stopwords
 from luminary.ctc.records import read_numbered
 
 
@@ -31,7 +33,9 @@ class Scorer:
     aggr_type: Aggregation = "mean"
 
     def __init__(self, align: str | Aligner = "E", model: str | Path | None = None,
-                 aggr_type: Aggregation | None = None, **aligner_options: Any):
+                 aggr_type: Aggregation | None = None, stopwords: str = DEFAULT_STOPWORDS, **aligner_options: Any):
+        english_stopwords(stopwords)  # an unknown list is refused here
+        self.stopwords = stopwords
         self.aligner = build_aligner(align, model, **aligner_options) if isinstance(align, str) else align
         if aggr_type is not None:
             if aggr_type not in ("mean", "sum"):
@@ -46,7 +50,8 @@ class Scorer:
 
     def run(self, aspect: str, columns: list[Sequence], remove_stopwords: bool | None) -> list[float]:
         stop = self.remove_stopwords if remove_stopwords is None else remove_stopwords
-        return self.metric(aspect)(self.aligner, *columns, remove_stopwords=stop, how=self.aggr_type)
+        return self.metric(aspect)(self.aligner, *columns, remove_stopwords=stop, how=self.aggr_type,
+                                   stopwords=self.stopwords)
 
 
 class SummarizationScorer(Scorer):
@@ -149,7 +154,8 @@ def read_examples(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
 
 def score_file(input_path: str | Path, task: str, aspect: str, align: str = "E", model: str | Path | None = None,
                remove_stopwords: bool | None = None, aggr_type: Aggregation | None = None,
-               output: str | Path | None = None, idf: bool = False, **aligner_options: Any) -> list[dict]:
+               output: str | Path | None = None, idf: bool = False, stopwords: str = DEFAULT_STOPWORDS,
+               **aligner_options: Any) -> list[dict]:
     """Score every line of a JSONL file; returns (and writes to ``output``) one ``{"score": …}`` per line.
 
     ``idf``: weight E's tokens by their inverse document frequency over all texts of the file.
@@ -159,7 +165,7 @@ def score_file(input_path: str | Path, task: str, aspect: str, align: str = "E",
         raise LuminaryError(f"unknown aspect {aspect!r} for task {task}: choose one of {', '.join(cls.aspects)}")
     fields = cls.aspects[aspect][1]
     rows = read_examples(input_path, fields)
-    scorer = cls(align, model, aggr_type, **aligner_options)
+    scorer = cls(align, model, aggr_type, stopwords, **aligner_options)
     if idf:
         if not isinstance(scorer.aligner, EmbeddingAligner):
             raise LuminaryError("idf weights apply to the E aligner only")

@@ -6,7 +6,10 @@ at lr 1e-5 with weight decay 0.01, a global batch of 16 (accumulated), one
 epoch, linear decay after 10 % warm-up. 10 % of the examples are held out;
 the model is evaluated on them along the way and the best one is kept:
 for D by F1(ok) + F1(bad) of the word labels, for R by the lowest squared
-error. The kept aligner is a ``save_pretrained`` folder (``OUT/best``) that
+error. D's word logits pool the subword tokens as ``word_features`` says
+(``sum``, ctc_score's, by default; or ``mean``), and the choice is recorded
+in ``OUT/best/ctc_aligner.json`` so that scoring pools the same way. The
+kept aligner is a ``save_pretrained`` folder (``OUT/best``) that
 ``build_aligner("D" | "R", OUT/best)`` loads.
 
     luminary ctc train examples/ctc-train-d.yaml --out runs/ctc-d
@@ -33,9 +36,11 @@ from luminary.ctc.aligners.pairs import (
     MAX_INPUT_TOKENS,
     MAX_LENGTH,
     MODEL_INPUTS,
+    WordFeatures,
     collate_pairs,
     encode_pairs,
-    word_mean,
+    head_bias,
+    word_logits as pool_word_logits,
 )
 from luminary.ctc.records import read_numbered
 from luminary.core.modules import unwrap
@@ -70,6 +75,8 @@ class AlignerTrainConfig(Config):
     eval_every: int | None = Field(None, ge=1, description="default: ten evaluations over the run")
     max_input_tokens: int = Field(MAX_INPUT_TOKENS, ge=1)
     max_length: int = Field(MAX_LENGTH, ge=8)
+    word_features: WordFeatures = Field("sum", description="D: pool subword features per word by sum "
+                                                           "(ctc_score) or mean")
     deploy: AlignerDeploy = Field(default_factory=AlignerDeploy)
 
 
@@ -104,24 +111,32 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
-def word_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(B, W, 2): the head's logits averaged over each word's subword tokens."""
+def plain_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under a compile or DistributedDataParallel wrapper."""
+    model = unwrap(model)
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def word_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                word_features: WordFeatures = "sum") -> torch.Tensor:
+    """(B, W, 2): each word's logits from the head's per-token logits, pooled by ``word_features``."""
     logits = model(**model_inputs(batch)).logits.float()
-    return word_mean(logits, batch["word_index"], batch["labels"].shape[1])
+    bias = head_bias(plain_module(model)).float() if word_features == "sum" else None
+    return pool_word_logits(logits, batch["word_index"], batch["labels"].shape[1], word_features, bias)
 
 
-def d_loss(model, batch, is_training=True):
+def d_loss(model, batch, is_training=True, word_features: WordFeatures = "sum"):
     """Mean cross-entropy over the labelled words of the batch."""
     labels = batch["labels"]
     valid = labels != IGNORE
-    logits = word_logits(model, batch)
+    logits = word_logits(model, batch, word_features)
     loss = F.cross_entropy(logits[valid], labels[valid]) if valid.any() else logits.sum() * 0
     return {"loss": loss, "count": valid.sum()}
 
 
-def d_predict(model, batch):
+def d_predict(model, batch, word_features: WordFeatures = "sum"):
     """Predicted word labels, -100 where the batch has no word."""
-    return word_logits(model, batch).argmax(-1).masked_fill(batch["labels"] == IGNORE, IGNORE)
+    return word_logits(model, batch, word_features).argmax(-1).masked_fill(batch["labels"] == IGNORE, IGNORE)
 
 
 def d_metrics(examples, preds) -> dict[str, float]:
@@ -166,8 +181,8 @@ class KeepBest(Callback):
     improvement; the whole weights are gathered (collective) and rank 0 writes.
     """
 
-    def __init__(self, folder: Path, tokenizer: Any, kind: str):
-        self.folder, self.tokenizer, self.kind = folder, tokenizer, kind
+    def __init__(self, folder: Path, tokenizer: Any, kind: str, word_features: WordFeatures | None = None):
+        self.folder, self.tokenizer, self.kind, self.word_features = folder, tokenizer, kind, word_features
         record = folder / "ctc_aligner.json"
         self.best = read_json(record)["eval"]["eval_selection"] if record.is_file() else -math.inf
 
@@ -182,8 +197,10 @@ class KeepBest(Callback):
                 unwrap(trainer.model).save_pretrained(tmp, state_dict=weights, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
                 evals = {k: v for k, v in record.items() if k.startswith("eval_")}
-                (tmp / "ctc_aligner.json").write_text(json.dumps(
-                    {"kind": self.kind, "step": record["step"] + 1, "eval": evals}, indent=2) + "\n")
+                info = {"kind": self.kind, "step": record["step"] + 1, "eval": evals}
+                if self.word_features is not None:
+                    info["word_features"] = self.word_features
+                (tmp / "ctc_aligner.json").write_text(json.dumps(info, indent=2) + "\n")
         record["best"] = True
 
 
@@ -204,6 +221,10 @@ def train_aligner(config: AlignerTrainConfig, out: str | Path, resume: bool = Tr
     deploy = config.deploy
     check_deploy(deploy)  # the cheap refusals first
     auto_name, n_out, loss_fn, pred_fn, metric_fn = HEADS[config.kind]
+    word_features = config.word_features if config.kind == "D" else None
+    if word_features is not None:
+        loss_fn = functools.partial(loss_fn, word_features=word_features)
+        pred_fn = functools.partial(pred_fn, word_features=word_features)
     rows = read_training_examples(config.data)
     tokenizer = load_tokenizer(config.base_model)
     source = ModelSource.from_folder(config.base_model, getattr(transformers, auto_name), deploy.seed, "base_model",
@@ -224,6 +245,6 @@ def train_aligner(config: AlignerTrainConfig, out: str | Path, resume: bool = Tr
             optimizer=OptimizerConfig(lr=config.lr, weight_decay=config.weight_decay),
             schedule=ScheduleConfig(kind="linear", peak_lr=config.lr, warmup_steps=math.ceil(config.warmup_ratio * total)),
             max_grad_norm=config.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer,
-            callbacks=[KeepBest(out / "best", tokenizer, config.kind)], resume=resume)
+            callbacks=[KeepBest(out / "best", tokenizer, config.kind, word_features)], resume=resume)
     record = read_json(out / "best" / "ctc_aligner.json")
     return {"aligner": str(out / "best"), **record}

@@ -8,8 +8,9 @@ Here every knob is explicit: "plain" sampling really is ancestral
 (``top_k=0``, ``top_p=1``), whereas the original inherited transformers'
 default ``top_k=50`` in all four sampling strategies.
 
-The generator also scores its own candidates (mean token log-likelihood),
-the "self-scoring" baseline of the paper.
+The generator also scores its own candidates (mean token log-likelihood,
+the closing end-of-sequence token included), the "self-scoring" baseline of
+the paper.
 """
 
 from __future__ import annotations
@@ -169,14 +170,20 @@ class Generator:
                     result[start + j // k].append({"text": text, "decoding": decoding.name})
         return result
 
-    def log_likelihood(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
-        """Mean log-probability per response token, log p(response | instruction) / |response|
-        (Cappy's "self-scoring" baseline). Responses are tokenized as the model writes them."""
+    def log_likelihood(self, instructions: Sequence[str], responses: Sequence[str],
+                       include_eos: bool = True) -> list[float]:
+        """Mean log-probability per response token, log p(response </s> | instruction) / (|response| + 1)
+        (Cappy's "self-scoring" baseline). Responses are tokenized as the model writes them, and
+        the end-of-sequence token that closes them counts, as in the original's T5 labels
+        (``tokenizer(response)`` appends ``</s>``); ``include_eos=False`` scores the response tokens only."""
+        eos = self.tokenizer.eos_token_id
         scores = []
         for instruction, response in zip(instructions, responses):
             batch = self._inputs([instruction])
-            target = self.tokenizer(response, add_special_tokens=False)["input_ids"] or [self.pad_id]
-            target_t = torch.as_tensor([target], device=self.device)
+            target = self.tokenizer(response, add_special_tokens=False)["input_ids"]
+            if include_eos and eos is not None:
+                target = target + [eos]
+            target_t = torch.as_tensor([target or [self.pad_id]], device=self.device)
             with torch.no_grad():
                 if self.is_encoder_decoder:
                     logits = self.model(**batch, labels=target_t).logits  # (1, R, V)

@@ -42,11 +42,13 @@ def predict_score(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tor
 
 
 def score_pairs(scorer: Scorer, instructions: Sequence[str], responses: Sequence[str], batch_size: int = 32,
-                deployer: Deployer | None = None, pad_to_max_length: bool = False) -> list[float]:
+                deployer: Deployer | None = None, pad_to_max_length: bool = False,
+                sort_by_length: bool = True) -> list[float]:
     """Scores of (instruction, response) pairs, in input order.
 
     ``pad_to_max_length`` pads every pair to ``scorer.max_length`` in input order,
-    as the original code did (kept for comparison).
+    as the original code did; ``sort_by_length=False`` keeps dynamic padding but
+    batches pairs in input order (both kept for comparison).
     """
     if len(instructions) != len(responses):
         raise LuminaryError(f"{len(instructions)} instructions but {len(responses)} responses")
@@ -57,7 +59,7 @@ def score_pairs(scorer: Scorer, instructions: Sequence[str], responses: Sequence
     length = scorer.max_length if pad_to_max_length else None
     predictor = Predictor(deployer, functools.partial(pad_pairs, pad_id=scorer.pad_id, length=length),
                           predict_score)
-    key = None if pad_to_max_length else (lambda f: len(f["input_ids"]))
+    key = None if pad_to_max_length or not sort_by_length else (lambda f: len(f["input_ids"]))
     return [float(s) for s in predictor.predict(scorer.model, features, batch_size, length_key=key)]
 
 

@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, write_manifest
 from luminary.core.locks import locked
-from luminary.models.loading import load_config, load_model, load_tokenizer
+from luminary.models.loading import load_config, load_model, load_tokenizer, weight_files
 
 MAX_LENGTH = 512
 
@@ -65,7 +65,10 @@ class Scorer:
         """Load a scorer folder (Cappy's format: ``*ForSequenceClassification``, one label).
 
         Safetensors weights load directly; a ``pytorch_model.bin`` only with
-        ``allow_pickle`` and then through ``torch.load(weights_only=True)``.
+        ``allow_pickle`` and then through ``torch.load(weights_only=True)``
+        (:func:`load_pickled_scorer`: a file saved before transformers 4.31
+        still holds buffers such as ``roberta.embeddings.position_ids``, which
+        are dropped as ``from_pretrained`` drops them).
         """
         path = Path(path)
         config = load_config(path)
@@ -76,7 +79,12 @@ class Scorer:
                 "`luminary scorer init` (or train one with `luminary scorer train`)"
             )
         check_one_output(config, path)
-        model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle, **kwargs)
+        safe, pickled = weight_files(path)
+        if allow_pickle and pickled and not safe:
+            model = load_pickled_scorer(path, pickled, config, kwargs.get("dtype") or kwargs.get("torch_dtype"))
+        else:
+            model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle,
+                               **kwargs)
         return cls(model, load_tokenizer(path), max_length=max_length)
 
     @classmethod
@@ -115,6 +123,39 @@ class Scorer:
     def pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return 0 if pad is None else pad
+
+
+def stale_buffer_keys(model: torch.nn.Module) -> set[str]:
+    """Buffers a model has but does not save (non-persistent: ``position_ids``, ``token_type_ids``).
+
+    Checkpoints written before transformers 4.31 still hold them; from_pretrained
+    drops checkpoint keys that name a model buffer, and so does luminary.
+    """
+    return {name for name, _ in model.named_buffers()} - set(model.state_dict())
+
+
+def load_pickled_scorer(path: Path, files: Sequence[Path], config: Any, dtype: Any = None) -> torch.nn.Module:
+    """A scorer from ``pytorch_model.bin`` file(s), read by ``torch.load(weights_only=True)``, old buffers dropped."""
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            part = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # an UnpicklingError for anything but plain tensors
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LuminaryError(f"{file}: refused by torch.load(weights_only=True): {first}") from None
+        if not isinstance(part, dict):
+            raise LuminaryError(f"{file}: expected a state dict of tensors")
+        state.update(part)
+    model = AutoModelForSequenceClassification.from_config(config)
+    stale = stale_buffer_keys(model)
+    state = {k: v for k, v in state.items() if k not in stale}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        problem = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise LuminaryError(f"{path}: weights do not fit {type(model).__name__}: {problem}")
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
 
 
 def pair_limit(config: Any, max_length: int = MAX_LENGTH) -> int:

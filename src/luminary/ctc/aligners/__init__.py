@@ -8,7 +8,9 @@ from typing import Any
 
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Aggregation, Aligner, Alignment, align_scores, english_stopwords
-from luminary.ctc.aligners.embedding import EmbeddingAligner, estimate_baseline, idf_weights
+from luminary.ctc.aligners.embedding import E_PRESETS, EmbeddingAligner, estimate_baseline, idf_weights, pick_layer
+from luminary.ctc.aligners.pairs import clean_text
+from luminary.ctc.aligners.stopwords import STOPWORD_LISTS
 from luminary.ctc.aligners.trained import DiscriminativeAligner, RegressionAligner
 
 # name -> (class, what it is); CTC: Deng et al., EMNLP 2021, https://arxiv.org/abs/2109.06379
@@ -39,6 +41,8 @@ def build_aligner(kind: str, model: str | Path | None = None, **options: Any) ->
 
 __all__ = [
     "ALIGNERS",
+    "E_PRESETS",
+    "STOPWORD_LISTS",
     "Aggregation",
     "Aligner",
     "Alignment",
@@ -47,7 +51,9 @@ __all__ = [
     "RegressionAligner",
     "align_scores",
     "build_aligner",
+    "clean_text",
     "english_stopwords",
     "estimate_baseline",
     "idf_weights",
+    "pick_layer",
 ]

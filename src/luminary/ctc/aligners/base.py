@@ -12,27 +12,21 @@ first; then
     mean = Σ_i w_i s_i / Σ_i w_i        (0 when no token is left)
     sum  = Σ_i w_i s_i
 
-with w_i = 1 unless idf weights were given. The original reads NLTK's
-stopword list, a separate download; luminary uses scikit-learn's
-``ENGLISH_STOP_WORDS``, which ships inside the package.
+with w_i = 1 unless idf weights were given. The stopword list is NLTK's
+English list by default, as in the original (written out in
+:mod:`.stopwords`, since NLTK's data is a separate download);
+``stopwords="sklearn"`` uses scikit-learn's ``ENGLISH_STOP_WORDS`` instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal, Protocol, Sequence
 
 from luminary.core.errors import LuminaryError
+from luminary.ctc.aligners.stopwords import DEFAULT_STOPWORDS, english_stopwords
 
 Aggregation = Literal["mean", "sum"]
-
-
-@lru_cache(maxsize=1)
-def english_stopwords() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
 
 
 @dataclass
@@ -47,11 +41,12 @@ class Alignment:
     scores: list[float]
     weights: list[float] | None = field(default=None)
 
-    def aggregate(self, how: Aggregation = "mean", remove_stopwords: bool = False) -> float:
+    def aggregate(self, how: Aggregation = "mean", remove_stopwords: bool = False,
+                  stopwords: str = DEFAULT_STOPWORDS) -> float:
         if self.tokens is None:
             return float(self.scores[0])
         weights = self.weights or [1.0] * len(self.scores)
-        stop = english_stopwords() if remove_stopwords else frozenset()
+        stop = english_stopwords(stopwords) if remove_stopwords else frozenset()
         kept = [(s, w) for t, s, w in zip(self.tokens, self.scores, weights) if t.strip().lower() not in stop]
         total = sum(s * w for s, w in kept)
         if how == "sum":
@@ -74,10 +69,12 @@ def align_scores(
     contexts: Sequence[str],
     how: Aggregation = "mean",
     remove_stopwords: bool = False,
+    stopwords: str = DEFAULT_STOPWORDS,
 ) -> list[float]:
-    """One aggregated alignment score per (input, context) pair."""
+    """One aggregated alignment score per (input, context) pair; ``stopwords`` names the list (nltk, sklearn)."""
     if len(inputs) != len(contexts):
         raise LuminaryError(f"{len(inputs)} inputs but {len(contexts)} contexts")
     if not inputs:
         return []
-    return [a.aggregate(how, remove_stopwords) for a in aligner.align(list(inputs), list(contexts))]
+    english_stopwords(stopwords)  # an unknown list is refused before any alignment
+    return [a.aggregate(how, remove_stopwords, stopwords) for a in aligner.align(list(inputs), list(contexts))]

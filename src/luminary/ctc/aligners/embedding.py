@@ -12,6 +12,14 @@ Options users of BERTScore ask for: idf weights for aggregation
 baseline rescaling s' = (s − b) / (1 − b) with a baseline b measured on
 unrelated pairs of the user's own texts (:func:`estimate_baseline`).
 
+Which layer: ctc_score's E runs bert_score with its default layer per model
+(``E_MODEL_CONFIGS``: bert-base-uncased → 9, roberta-large → 17) except
+roberta-large-mnli, set to 9. :data:`E_PRESETS` holds these; a folder whose
+config matches one (model type, layer count, hidden size; an MNLI head tells
+roberta-large-mnli from roberta-large) gets its layer, ``preset=`` names one
+(and checks the folder is of that family), ``layer=`` overrides both, and
+any other encoder uses its last layer.
+
 ``match_specials=True`` lets input tokens also match the context's special
 tokens, which is what bert-score's precision does; with it the token scores
 equal bert-score's greedy-matching components (``benchmarks/ctc_vs_bertscore.py``).
@@ -26,9 +34,10 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +45,68 @@ import torch.nn.functional as F
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Alignment
 from luminary.ctc.aligners.batching import default_device, length_batches, pad, token_budget
+
+
+@dataclass(frozen=True)
+class EncoderPreset:
+    """The layer CTC's E uses for an encoder family, and how to recognise a folder of it."""
+
+    model_type: str
+    num_hidden_layers: int
+    hidden_size: int
+    layer: int
+    mnli: bool  # an entailment head (3 labels) tells roberta-large-mnli apart
+    source: str
+
+
+# name -> preset; ctc_score configs.py E_MODEL_CONFIGS, bert_score's model2layers for the defaults
+E_PRESETS: dict[str, EncoderPreset] = {
+    "bert-base": EncoderPreset("bert", 12, 768, 9, False, "ctc_score E-bert: bert-base-uncased, bert_score's layer 9"),
+    "roberta-large": EncoderPreset("roberta", 24, 1024, 17, False,
+                                   "ctc_score E-roberta: roberta-large, bert_score's layer 17"),
+    "roberta-large-mnli": EncoderPreset("roberta", 24, 1024, 9, True,
+                                        "ctc_score E-roberta-mnli: roberta-large-mnli, num_layers=9"),
+}
+
+
+def is_mnli(config: Any) -> bool:
+    """A 3-way entailment classifier's config (roberta-large-mnli's id2label: CONTRADICTION, NEUTRAL, ENTAILMENT)."""
+    labels = {str(v).lower() for v in (getattr(config, "id2label", None) or {}).values()}
+    return "entailment" in labels and "contradiction" in labels
+
+
+def fits_preset(config: Any, preset: EncoderPreset) -> bool:
+    return (getattr(config, "model_type", None), getattr(config, "num_hidden_layers", None),
+            getattr(config, "hidden_size", None)) == (preset.model_type, preset.num_hidden_layers, preset.hidden_size)
+
+
+def match_preset(config: Any) -> str | None:
+    """The preset a config is of, or None."""
+    for name, preset in E_PRESETS.items():
+        if fits_preset(config, preset) and preset.mnli == is_mnli(config):
+            return name
+    return None
+
+
+def pick_layer(config: Any, layer: int | None = None, preset: str | None = None) -> int:
+    """``layer`` if given; else the named or matching preset's layer; else the encoder's last layer."""
+    if preset is not None:
+        if preset not in E_PRESETS:
+            raise LuminaryError(f"unknown E preset {preset!r}: choose one of {', '.join(E_PRESETS)}")
+        want = E_PRESETS[preset]
+        if not fits_preset(config, want):
+            found = (getattr(config, "model_type", None), getattr(config, "num_hidden_layers", None),
+                     getattr(config, "hidden_size", None))
+            raise LuminaryError(f"preset {preset} is for a {want.model_type} encoder with {want.num_hidden_layers} "
+                                f"layers of size {want.hidden_size}; this folder is {found[0]} with {found[1]} "
+                                f"layers of size {found[2]} (give layer= instead)")
+        if layer is not None and layer != want.layer:
+            raise LuminaryError(f"preset {preset} means layer {want.layer}; give layer={layer} or the preset, not both")
+        return want.layer
+    if layer is not None:
+        return layer
+    matched = match_preset(config)
+    return E_PRESETS[matched].layer if matched else config.num_hidden_layers
 
 
 def keep_layers(model: torch.nn.Module, layer: int) -> torch.nn.Module:
@@ -70,7 +141,8 @@ class EmbeddingAligner:
 
     Args:
         model: a Hugging Face encoder folder (``save_pretrained``, with its tokenizer).
-        layer: which hidden layer to match (default: the last).
+        layer: which hidden layer to match (default: a matching preset's, else the last).
+        preset: a name in :data:`E_PRESETS` (bert-base, roberta-large, roberta-large-mnli): CTC's layer.
         idf: token id → weight for aggregation, from :func:`idf_weights`.
         baseline: rescale each score as (s − b) / (1 − b).
         match_specials: let tokens also match the context's special tokens (bert-score's precision).
@@ -85,6 +157,7 @@ class EmbeddingAligner:
         model: str | Path,
         layer: int | None = None,
         device: str | None = None,
+        preset: str | None = None,
         idf: Mapping[int, float] | None = None,
         baseline: float | None = None,
         match_specials: bool = False,
@@ -101,7 +174,7 @@ class EmbeddingAligner:
             raise LuminaryError(f"baseline must be below 1, got {baseline}")
         encoder = load_model(model, AutoModel, allow_pickle=allow_pickle)
         self.tokenizer = load_tokenizer(model)
-        self.layer = encoder.config.num_hidden_layers if layer is None else layer
+        self.layer = pick_layer(encoder.config, layer, preset)
         self.device = default_device(device)
         self.model = keep_layers(encoder, self.layer).to(self.device).eval()
         limit = getattr(encoder.config, "max_position_embeddings", 512)

@@ -9,15 +9,23 @@ the context is truncated to fit ``max_length``.
 
 Each subword token of the input carries the index of its word (-1 for the
 context, special tokens and padding), found from the token's character
-offsets, so D can average subword features per word:
+offsets, so D can pool subword features per word. ctc_score sums them
+(``align_features_to_words``) and applies the linear head once per word:
 
-    f(word w) = mean_{t ∈ w} f(t)
+    logit(w) = W · Σ_{t ∈ w} h_t + b = Σ_{t ∈ w} logit(t) − (n_w − 1) b
+
+(n_w the word's subword count, b the head's bias), which :func:`word_logits`
+computes from the per-token logits; ``word_features="mean"`` averages them
+instead (W · mean h_t + b), as luminary's first aligners were trained.
+
+:func:`clean_text` is ctc_score's ``text_clean``, which its D applies to the
+input and the context before aligning.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -26,6 +34,23 @@ from luminary.ctc.aligners.batching import pad
 
 MAX_INPUT_TOKENS = 256
 MAX_LENGTH = 512
+WordFeatures = Literal["sum", "mean"]
+WORD_FEATURES = ("sum", "mean")
+
+
+def clean_text(text: str) -> str:
+    """ctc_score's ``text_clean``: straight quotes, runs of spaces collapsed, case-folded, stripped; newlines kept.
+
+    The original protects newlines as ``<newline>`` around ``cleantext.clean(text,
+    lowercase=True, extra_spaces=True)`` (the PyPI package ``cleantext`` 1.1.4),
+    whose two operations are the space collapsing and ``str.casefold()``.
+    """
+    text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u2019", "'").replace("\u2018", "'")
+    text = text.replace("\n", "<newline>")
+    while "  " in text:
+        text = text.replace("  ", " ")
+    text = text.strip().casefold().replace("<newline>", "\n")
+    return text.strip()
 
 
 EncodedPair = dict  # input_ids, token_type_ids (or None), word_index, words: plain lists
@@ -99,14 +124,48 @@ def collate_pairs(pairs: Sequence[EncodedPair], pad_id: int) -> dict[str, torch.
     return batch
 
 
-def word_mean(values: torch.Tensor, word_index: torch.Tensor, n_words: int) -> torch.Tensor:
-    """Mean of ``values`` (B, T, C) over the tokens of each word: (B, n_words, C).
+def word_sums(values: torch.Tensor, word_index: torch.Tensor, n_words: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums of ``values`` (B, T, C) over the tokens of each word (B, n_words, C), and the words' token counts.
 
-    ``word_index`` (B, T) gives each token's word, -1 for tokens of no word.
+    ``word_index`` (B, T) gives each token's word, -1 for tokens of no word; counts are (B, n_words).
     """
     valid = (word_index >= 0).unsqueeze(-1).to(values.dtype)
     index = word_index.clamp(min=0)
     B, _, C = values.shape
     sums = values.new_zeros(B, n_words, C).scatter_add_(1, index.unsqueeze(-1).expand(-1, -1, C), values * valid)
     counts = values.new_zeros(B, n_words).scatter_add_(1, index, valid.squeeze(-1))
+    return sums, counts
+
+
+def word_mean(values: torch.Tensor, word_index: torch.Tensor, n_words: int) -> torch.Tensor:
+    """Mean of ``values`` (B, T, C) over the tokens of each word: (B, n_words, C)."""
+    sums, counts = word_sums(values, word_index, n_words)
     return sums / counts.clamp(min=1).unsqueeze(-1)
+
+
+def head_bias(model: torch.nn.Module) -> torch.Tensor:
+    """The bias b of a token classifier's linear head (``model.classifier``: BERT, RoBERTa, ALBERT, DeBERTa, ...)."""
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise LuminaryError(f"{type(model).__name__}: summed word features need a linear head at `.classifier`; "
+                            "use word_features='mean'")
+    if head.bias is None:
+        return head.weight.new_zeros(head.out_features)
+    bias = head.bias
+    return bias.full_tensor() if hasattr(bias, "full_tensor") else bias  # a sharded DTensor, whole
+
+
+def word_logits(logits: torch.Tensor, word_index: torch.Tensor, n_words: int, how: WordFeatures,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, n_words, C) word logits from token logits (B, T, C) of a linear head.
+
+    ``sum``: W · Σ_t h_t + b = Σ_t logit_t − (n_w − 1) b (ctc_score); ``mean``: W · mean_t h_t + b.
+    """
+    if how == "mean":
+        return word_mean(logits, word_index, n_words)
+    if how != "sum":
+        raise LuminaryError(f"word_features must be 'sum' or 'mean', got {how!r}")
+    if bias is None:
+        raise LuminaryError("summed word features need the head's bias")
+    sums, counts = word_sums(logits, word_index, n_words)
+    return sums - (counts - 1).unsqueeze(-1) * bias.to(logits.dtype)
