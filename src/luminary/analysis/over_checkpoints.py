@@ -86,15 +86,20 @@ def memorization_grid(release: str | Path, k: int = 32, l: int = 32, samples: in
     data = [[s["input_ids"] for s in read_chunk(p)] for p in chunks]
     token = np.zeros((len(refs), len(chunks)))
     full = np.zeros_like(token)
+    per_sample: list[list[list[float]]] = [[[] for _ in chunks] for _ in refs]
+    histogram = np.zeros((len(refs), len(chunks), l + 1), dtype=np.int64)  # samples matching m of l tokens
     with progress_bar("memorization", len(refs) * len(chunks)) as bar:
         for i, ref in enumerate(refs):
             model, _ = load_checkpoint(ref)
             for j, samples_j in enumerate(data):
                 result = memorization(model, samples_j, k=k, l=l, n=samples)
                 token[i, j], full[i, j] = result.token_match, result.full_match
+                per_sample[i][j] = result.scores.tolist()
+                histogram[i, j] = np.bincount(result.matches.sum(axis=1), minlength=l + 1)
                 bar.advance()
     out = {"k": k, "l": l, "samples": samples, "steps": [r.step for r in refs],
-           "token_match": token.tolist(), "full_match": full.tolist()}
+           "token_match": token.tolist(), "full_match": full.tolist(),
+           "scores": per_sample, "match_histogram": histogram.tolist()}
     atomic_write_json(release / "analysis" / "memorization.json", out)
     return out
 
