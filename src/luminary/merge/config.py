@@ -58,13 +58,62 @@ class InputSlice(Config):
 class OutputSlice(Config):
     sources: list[InputSlice] = Field(min_length=1)
     base_model: str | None = None
+    # mergekit 0.1.5 declares it on its output slices and reads it nowhere: accepted, no effect
+    residual_weight: float | None = None
     parameters: Parameters | None = None
 
 
+class OutputModule(Config):
+    """One entry of mergekit's ``modules``: a module's own models or slices, and its parameters
+    (looked up after the slice's and before the top level's)."""
+
+    models: list[InputModel] | None = None
+    slices: list[OutputSlice] | None = None
+    parameters: Parameters | None = None
+
+    @model_validator(mode="after")
+    def _inputs(self):
+        if bool(self.models) == bool(self.slices):
+            raise ValueError("a module gives exactly one of 'models' or 'slices'")
+        return self
+
+
+class ModelTokenEmbedding(Config):
+    kind: Literal["model_token"]
+    model: str
+    token_id: int | None = None
+    token: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.token_id is None) == (self.token is None):
+            raise ValueError("model_token: give exactly one of 'token' or 'token_id'")
+        return self
+
+
+class ZeroEmbedding(Config):
+    kind: Literal["zero"]
+
+
+class TokenEmbedding(Config):
+    """mergekit's per-token embedding rule: where the row of a token comes from when some input
+    lacks it (or always, with ``force``)."""
+
+    source: ModelTokenEmbedding | ZeroEmbedding | str | None = None
+    force: bool = False
+
+
 class TokenizerConfig(Config):
-    source: str
-    tokens: dict[str, Any] | None = None
+    source: str = "union"  # mergekit's default
+    tokens: dict[str, TokenEmbedding] | None = None
     pad_to_multiple_of: int | None = None
+
+    @field_validator("pad_to_multiple_of")
+    @classmethod
+    def _not_yet(cls, value):
+        if value is not None and value > 1:  # refused rather than silently giving another vocabulary size
+            raise ValueError("padding the merged vocabulary is not implemented in luminary yet; remove the key")
+        return value
 
 
 class MergeConfig(Config):
@@ -72,6 +121,7 @@ class MergeConfig(Config):
     base_model: str | None = None
     models: list[InputModel] | None = None
     slices: list[OutputSlice] | None = None
+    modules: dict[str, OutputModule] | None = None
     parameters: Parameters | None = None
     dtype: str | None = None
     out_dtype: str | None = None
@@ -92,13 +142,24 @@ class MergeConfig(Config):
 
     @model_validator(mode="after")
     def _inputs(self):
-        if bool(self.models) == bool(self.slices):
-            raise ValueError("give exactly one of 'models' or 'slices'")
+        if sum(map(bool, (self.models, self.slices, self.modules))) != 1:
+            raise ValueError("give exactly one of 'models', 'slices' or 'modules'")
         if self.tokenizer_source and self.tokenizer:
             raise ValueError("give 'tokenizer_source' or 'tokenizer', not both")
-        if self.tokenizer and self.tokenizer.tokens:
-            raise ValueError("tokenizer.tokens (per-token embedding sources) is not supported by luminary")
         return self
+
+    def module_inputs(self) -> tuple[list[InputModel] | None, list[OutputSlice] | None, Parameters | None]:
+        """(models, slices, module parameters): the top level's, or those of the one module of
+        ``modules``. luminary's models have one module, mergekit's ``default``; a config naming
+        several modules (a vision-language model's decoder and vision tower) is refused."""
+        if not self.modules:
+            return self.models, self.slices, None
+        if list(self.modules) != ["default"]:
+            raise LuminaryError(f"modules: {', '.join(map(repr, self.modules))}: luminary merges models of one "
+                                "module, which mergekit names 'default'; per-module merges of multi-module "
+                                "models (vision towers) are not supported")
+        module = self.modules["default"]
+        return module.models, module.slices, module.parameters
 
     @property
     def vocab_source(self) -> str | None:
@@ -107,9 +168,11 @@ class MergeConfig(Config):
     def referenced_models(self) -> list[str]:
         seen: list[str] = []
         names = [self.base_model] if self.base_model else []
-        names += [m.model for m in self.models or []]
-        names += [s.model for out in self.slices or [] for s in out.sources]
-        names += [out.base_model for out in self.slices or [] if out.base_model]
+        groups = [(self.models, self.slices)] + [(m.models, m.slices) for m in (self.modules or {}).values()]
+        for models, slices in groups:
+            names += [m.model for m in models or []]
+            names += [s.model for out in slices or [] for s in out.sources]
+            names += [out.base_model for out in slices or [] if out.base_model]
         for name in names:
             if name not in seen:
                 seen.append(name)
@@ -148,16 +211,22 @@ def resolve_paths(config: MergeConfig, folder: Path) -> MergeConfig:
     data = config.model_dump()
     if data["base_model"]:
         data["base_model"] = fix(data["base_model"])
-    for m in data["models"] or []:
-        m["model"] = fix(m["model"])
-    for out in data["slices"] or []:
-        out["base_model"] = fix(out["base_model"]) if out["base_model"] else None
-        for s in out["sources"]:
-            s["model"] = fix(s["model"])
+    for group in [data] + list((data["modules"] or {}).values()):
+        for m in group["models"] or []:
+            m["model"] = fix(m["model"])
+        for out in group["slices"] or []:
+            out["base_model"] = fix(out["base_model"]) if out["base_model"] else None
+            for s in out["sources"]:
+                s["model"] = fix(s["model"])
     if data["tokenizer_source"] not in (None, "base", "union"):
         data["tokenizer_source"] = fix(data["tokenizer_source"])
     if data["tokenizer"] and data["tokenizer"]["source"] not in ("base", "union"):
         data["tokenizer"]["source"] = fix(data["tokenizer"]["source"])
+    for rule in ((data["tokenizer"] or {}).get("tokens") or {}).values():
+        if isinstance(rule["source"], str):
+            rule["source"] = fix(rule["source"])
+        elif isinstance(rule["source"], dict) and "model" in rule["source"]:
+            rule["source"]["model"] = fix(rule["source"]["model"])
     return MergeConfig.model_validate(data)
 
 

@@ -63,11 +63,13 @@ def check_parameter_names(config: MergeConfig, method: MergeMethod) -> None:
     """Every parameter name must be one ``method`` reads: a typo ('wieght') would otherwise leave the
     default in force without a word. A name another method reads is only a warning, as mergekit
     configs often keep one when their method is changed."""
-    places = [("parameters", config.parameters)]
-    places += [(f"models[{i}].parameters", m.parameters) for i, m in enumerate(config.models or [])]
-    for i, out in enumerate(config.slices or []):
-        places.append((f"slices[{i}].parameters", out.parameters))
-        places += [(f"slices[{i}].sources[{j}].parameters", s.parameters) for j, s in enumerate(out.sources)]
+    models, slices, module_parameters = config.module_inputs()
+    at = "modules.default." if config.modules else ""
+    places = [("parameters", config.parameters), (f"{at}parameters", module_parameters)]
+    places += [(f"{at}models[{i}].parameters", m.parameters) for i, m in enumerate(models or [])]
+    for i, out in enumerate(slices or []):
+        places.append((f"{at}slices[{i}].parameters", out.parameters))
+        places += [(f"{at}slices[{i}].sources[{j}].parameters", s.parameters) for j, s in enumerate(out.sources)]
     own = [p.name for p in method.params]
     anywhere = {p.name for m in METHODS.values() for p in m.params}
     for where, values in places:
@@ -100,20 +102,22 @@ class _Planner:
         self.method = get_method(config.merge_method)
         check_parameter_names(config, self.method)
         self.tasks: list[TensorTask] = []
-        self.slices = config.slices or [self._models_slice(config)]
-        for i, out in enumerate(config.slices or []):
+        models_in, slices_in, self.module_parameters = config.module_inputs()
+        self.slices = slices_in or [self._models_slice(config, models_in)]
+        for i, out in enumerate(slices_in or []):
             _refuse_duplicates([s.model for s in out.sources], f"slices[{i}].sources")
         first = self.slices[0]
         self.reference = config.base_model or first.base_model or first.sources[0].model
         self._check_architectures()
         self.vocab = plan_vocab(models, self.reference, config.vocab_source,
-                                true_base=config.base_model or first.base_model)
+                                true_base=config.base_model or first.base_model,
+                                tokens=config.tokenizer.tokens if config.tokenizer else None)
 
-    def _models_slice(self, config: MergeConfig) -> OutputSlice:
-        names = [m.model for m in config.models]
+    def _models_slice(self, config: MergeConfig, models_in) -> OutputSlice:
+        names = [m.model for m in models_in]
         _refuse_duplicates(names, "models")
         sources = [dict(model=m.model, layer_range=(0, self._layers(m.model)), parameters=m.parameters)
-                   for m in config.models]
+                   for m in models_in]
         if config.base_model and config.base_model not in names:
             # mergekit adds an unlisted base as one more input, whatever the method: for linear it is
             # then averaged in with the weight of the top-level parameters
@@ -145,7 +149,7 @@ class _Planner:
     # -- parameters ---------------------------------------------------------------------------------
     def _resolve(self, out: OutputSlice, inputs: list[Source], tensor: str, t: float):
         """Shared and per-model parameter values for one tensor, checked against the method."""
-        shared_places = [out.parameters, self.config.parameters]
+        shared_places = [out.parameters, self.module_parameters, self.config.parameters]
         shared = {}
         for p in self.method.params:
             if p.scope == "shared":

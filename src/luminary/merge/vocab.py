@@ -16,6 +16,15 @@ the one input that has it; else from ``base_model`` when that is an input and
 has it; else with the mean of the rows of the inputs that have it. The merge of
 that row is then the merge of the models that know the token. A token no input
 has stays zero.
+
+``tokenizer.tokens`` (mergekit's per-token rules, ``tokenizer/embed.py``) names
+tokens whose rows are given instead: a token missing from the output
+vocabulary is added to it; where some input of a tensor lacks the token (or
+always, with ``force: true``) that input's row is the rule's ``source``: a
+model (that model's row of the token), ``{kind: zero}``, or ``{kind:
+model_token, model: M, token: T}`` (or ``token_id``: row T of M's own
+vocabulary). A rule for a token every input has, without ``force``, changes
+nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +62,25 @@ class VocabMap:
     tokenizer_from: Path
     added_tokens: list[str]
     base: str | None = None  # the config's base_model (None: every holder of a token is averaged)
+    rules: list["TokenRule"] = None  # tokenizer.tokens, resolved
+
+    def _rule_row(self, rule: "TokenRule", original: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
+                  have: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        some = next(iter(out.values()))
+        if rule.kind == "zero":
+            return some.new_zeros(some.shape[1:], dtype=dtype)
+        if rule.model not in out:
+            raise LuminaryError(f"tokenizer.tokens: token {rule.token!r} takes its row from {rule.model}, "
+                                "which is not an input of this tensor")
+        if rule.kind == "model_token":
+            tensor = original[rule.model]
+            if not 0 <= rule.row < tensor.shape[0]:
+                raise LuminaryError(f"tokenizer.tokens: token {rule.token!r}: row {rule.row} is out of range "
+                                    f"for {rule.model} ({tensor.shape[0]} rows)")
+            return tensor[rule.row].to(dtype)
+        if not have[rule.model][rule.out_id]:
+            raise LuminaryError(f"tokenizer.tokens: token {rule.token!r} is not in {rule.model}'s vocabulary")
+        return out[rule.model][rule.out_id].to(dtype)
 
     def apply(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each tensor's rows in the output order; rows a model lacks filled as the module docstring says."""
@@ -65,8 +93,23 @@ class VocabMap:
             out[name] = gathered
         holders = torch.stack(list(have.values())).sum(dim=0)  # (size,)
         partial = (holders > 0) & (holders < len(out))
+        self._fill(out, have, holders, partial)
+        if self.rules:
+            dtype = out[next(iter(out))].dtype
+            for tensor in out.values():
+                dtype = torch.promote_types(dtype, tensor.dtype)
+            for rule in self.rules:
+                lacking = [name for name in out if not have[name][rule.out_id]]
+                if not (rule.force or lacking):
+                    continue
+                row = self._rule_row(rule, tensors, out, have, dtype)
+                for name in (out if rule.force else lacking):
+                    out[name][rule.out_id] = row.to(out[name].dtype)
+        return out
+
+    def _fill(self, out, have, holders, partial) -> None:
         if not partial.any():
-            return out
+            return
         rows = partial.nonzero().squeeze(1)
         dtype = out[next(iter(out))].dtype
         for tensor in out.values():
@@ -81,11 +124,54 @@ class VocabMap:
         for name, tensor in out.items():
             lacking = rows[~have[name][rows]]
             tensor[lacking] = fill[~have[name][rows]].to(tensor.dtype)
-        return out
+
+
+@dataclass(frozen=True)
+class TokenRule:
+    token: str
+    out_id: int
+    force: bool
+    kind: str  # "zero", "model" (the model's row of this token), "model_token" (row ``row`` of ``model``)
+    model: str | None = None
+    row: int = -1
+
+
+def _token_rules(tokens, target: dict[str, int], vocabs: dict[str, dict[str, int]], sizes) -> list[TokenRule]:
+    rules = []
+    for token, cfg in tokens.items():
+        out_id = target[token]
+        source = cfg.source
+        if source is None:
+            if cfg.force or any(token not in v for v in vocabs.values()):
+                raise LuminaryError(f"tokenizer.tokens: token {token!r} needs a source (a model, {{kind: zero}} "
+                                    "or {kind: model_token, ...})")
+            continue
+        if isinstance(source, str):
+            if source not in vocabs:
+                raise LuminaryError(f"tokenizer.tokens: token {token!r}: source {source} is not a merged model")
+            if token not in vocabs[source] and (cfg.force or any(token not in v for v in vocabs.values())):
+                raise LuminaryError(f"tokenizer.tokens: token {token!r} is not in {source}'s vocabulary")
+            rules.append(TokenRule(token, out_id, cfg.force, "model", source))
+        elif source.kind == "zero":
+            rules.append(TokenRule(token, out_id, cfg.force, "zero"))
+        else:
+            if source.model not in vocabs:
+                raise LuminaryError(f"tokenizer.tokens: token {token!r}: model {source.model} is not a merged model")
+            row = source.token_id
+            if row is None:
+                if source.token not in vocabs[source.model]:
+                    raise LuminaryError(f"tokenizer.tokens: token {source.token!r} is not in {source.model}'s "
+                                        "vocabulary")
+                row = vocabs[source.model][source.token]
+            if not 0 <= row < (sizes[source.model] or 0):
+                raise LuminaryError(f"tokenizer.tokens: token {token!r}: token_id {row} is out of range for "
+                                    f"{source.model}")
+            rules.append(TokenRule(token, out_id, cfg.force, "model_token", source.model, row))
+    return rules
 
 
 def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
-               true_base: str | None = None) -> VocabMap | None:
+               true_base: str | None = None, tokens: dict | None = None) -> VocabMap | None:
     """None when all vocabularies agree; else the joining chosen by ``source`` (an error without one).
 
     ``base`` is the reference model (the base, else the first model); ``true_base`` the config's
@@ -94,7 +180,7 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
     sizes = {name: m.vocab_size for name, m in models.items()}
     known = [v for v in vocabs.values() if v is not None]
     agree = len(set(sizes.values())) == 1 and all(v == known[0] for v in known)
-    if agree and source in (None, "base"):
+    if agree and source in (None, "base") and not tokens:
         return None
     if source is None:
         summary = ", ".join(f"{n}: {sizes[n]}" for n in models)
@@ -123,6 +209,11 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
         size = max(len(target), read_json(folder / "config.json").get("vocab_size", 0)
                    if (folder / "config.json").is_file() else 0)
         tokenizer_from = folder
+    for token in tokens or {}:  # mergekit adds the tokens its rules name to the output tokenizer
+        if token not in target:
+            target[token] = len(target)
+            added.append(token)
+            size = max(size, len(target))
     by_id = {i: t for t, i in target.items()}
     rows = {}
     for name in models:
@@ -132,7 +223,8 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
             j = vocabs[name].get(token, -1) if token is not None else (i if i < sizes[name] else -1)
             idx[i] = j if j < sizes[name] else -1
         rows[name] = idx
-    return VocabMap(size, rows, order, tokenizer_from, added, true_base)
+    rules = _token_rules(tokens, target, vocabs, sizes) if tokens else []
+    return VocabMap(size, rows, order, tokenizer_from, added, true_base, rules)
 
 
 def write_tokenizer(out: Path, source: Path, added_tokens: list[str], chat_template: str | None) -> None:

@@ -1,0 +1,116 @@
+"""The config keys ``residual_weight``, ``modules`` and ``tokenizer.tokens`` against mergekit 0.1.5:
+tiny models and mergekit's merges of them are stored in ``mergekit_config_keys.json`` (made by
+``make_mergekit_config_keys.py``); luminary merges the same folders and must give the same tensors
+and output vocabulary."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from tests.merge.merge_helpers import state
+
+HERE = Path(__file__).parent
+FIXTURE = json.loads((HERE / "mergekit_config_keys.json").read_text())
+TENSORS = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in FIXTURE["tensors"].items()}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mk_models")
+    out = {}
+    for name, files in FIXTURE["files"].items():
+        folder = root / name
+        folder.mkdir()
+        for fname, text in files.items():
+            (folder / fname).write_text(text)
+        prefix = f"input/{name}/"
+        save_file({k[len(prefix):]: v for k, v in TENSORS.items() if k.startswith(prefix)},
+                  folder / "model.safetensors", metadata={"format": "pt"})
+        out[name] = folder
+    return out
+
+
+def rename(config: dict, folders: dict) -> dict:
+    text = json.dumps(config)
+    for name, folder in folders.items():
+        text = text.replace(f'"{name}"', json.dumps(str(folder)))
+    return json.loads(text)
+
+
+def merge(case: str, folders, tmp_path, cli) -> Path:
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump(rename(FIXTURE["cases"][case], folders)))
+    res = cli("merge", path, "--out", tmp_path / case)
+    assert res.returncode == 0, res.stderr
+    return tmp_path / case
+
+
+def expected(case: str) -> dict[str, torch.Tensor]:
+    prefix = f"output/{case}/"
+    return {k[len(prefix):]: v for k, v in TENSORS.items() if k.startswith(prefix)}
+
+
+def assert_matches_mergekit(case: str, out: Path, rows: list[int] | None = None) -> None:
+    """``rows``: luminary's row of each of mergekit's token ids, for the vocabulary tensors."""
+    want, got = expected(case), state(out)
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        if rows is not None and name in ("model.embed_tokens.weight", "lm_head.weight"):
+            tensor = tensor.new_zeros(tensor.shape).index_copy_(0, torch.tensor(rows), tensor)
+        assert got[name].shape == tensor.shape, name
+        assert torch.allclose(got[name], tensor, atol=1e-6), name
+
+
+@pytest.mark.parametrize("case", ["residual_weight", "modules_models", "modules_slices"])
+def test_config_keys_match_mergekit(case, folders, tmp_path, cli):
+    assert_matches_mergekit(case, merge(case, folders, tmp_path, cli))
+
+
+def test_residual_weight_has_no_effect_as_in_mergekit():
+    # mergekit 0.1.5 declares residual_weight on output slices and reads it nowhere
+    with_, without = expected("residual_weight"), expected("residual_weight_absent")
+    assert all(torch.equal(with_[k], without[k]) for k in with_)
+
+
+@pytest.mark.parametrize("case", ["tokens_union", "tokens_base_force"])
+def test_tokenizer_tokens_match_mergekit(case, folders, tmp_path, cli):
+    from transformers import AutoTokenizer
+
+    out = merge(case, folders, tmp_path, cli)
+    vocab = FIXTURE["vocabs"][case]
+    mergekit_vocab, ours = {**vocab["vocab"], **vocab["added"]}, AutoTokenizer.from_pretrained(out).get_vocab()
+    # the same tokens; the base's keep their ids. mergekit orders the union's added tokens by hash
+    # order (it differs from run to run), luminary by model and id, so rows are matched by token
+    assert set(ours) == set(mergekit_vocab)
+    assert all(ours[t] == i for t, i in vocab["vocab"].items())
+    by_id = {i: t for t, i in mergekit_vocab.items()}
+    assert_matches_mergekit(case, out, [ours[by_id[i]] for i in range(len(by_id))])
+
+
+def test_bad_token_rules_and_modules_are_one_line_errors(folders, tmp_path, cli):
+    a, b = str(folders["a"]), str(folders["b"])
+    base = {"merge_method": "linear", "models": [{"model": a}, {"model": b}]}
+    bad = [({"tokenizer": {"source": "union", "tokens": {"beta": {"source": a}}}}, ["beta", "vocabulary"]),
+           ({"tokenizer": {"tokens": {"beta": {"force": True}}}}, ["beta", "source"]),
+           ({"tokenizer": {"tokens": {"x": {"source": {"kind": "model_token", "model": a, "token": "nope"}}}}},
+            ["nope"]),
+           ({"models": None, "modules": {"text_decoder": {"models": [{"model": a}]},
+                                         "vision_tower": {"models": [{"model": b}]}}}, ["modules", "default"])]
+    for i, (extra, words) in enumerate(bad):
+        path = tmp_path / f"bad{i}.yaml"
+        path.write_text(yaml.safe_dump({**base, **extra}))
+        cli("merge", path, "--out", tmp_path / f"out{i}").one_line_error(*words)
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def test_padding_the_vocabulary_is_refused_not_ignored(tmp_path, cli, zoo):
+    import yaml
+
+    config = tmp_path / "pad.yaml"
+    config.write_text(yaml.safe_dump({"merge_method": "linear", "models": [{"model": str(zoo["a"])}],
+                                      "tokenizer": {"source": "union", "pad_to_multiple_of": 64}}))
+    cli("merge", "run", config, "--out", tmp_path / "out").one_line_error("pad_to_multiple_of")
