@@ -161,3 +161,18 @@ def test_random_seed(tmp_path, zoo, cli):
     assert cli("merge", dare("s0.yaml", 0), "--out", tmp_path / "flag", "--random-seed", "7").returncode == 0
     assert cli("merge", dare("s0b.yaml", 0), "--out", tmp_path / "s0").returncode == 0
     assert same(tmp_path / "flag", tmp_path / "s7") and not same(tmp_path / "s0", tmp_path / "s7")
+
+
+def test_threads_option_leaves_the_callers_thread_count(tmp_path, cli, zoo):
+    import torch
+    import yaml
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that -j 1 would show
+    config = tmp_path / "m.yaml"
+    config.write_text(yaml.safe_dump({"merge_method": "linear", "models": [{"model": str(zoo["a"])}]}))
+    try:
+        assert cli("merge", "run", config, "--out", tmp_path / "out", "-j", "1").returncode == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

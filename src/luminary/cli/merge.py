@@ -133,10 +133,6 @@ def run_with_options(config_path: Path, out: Path, overwrite: bool, **opts) -> N
         raise LuminaryError("--no-safe-serialization: luminary writes safetensors only (no pickled weights)")
     if opts["quiet"]:
         os.environ["LUMINARY_QUIET"] = "1"
-    if opts["num_threads"]:
-        import torch
-
-        torch.set_num_threads(opts["num_threads"])
     config = load_merge_config(config_path)
     changes = {}
     if opts["out_shard_size"] is not None:
@@ -149,8 +145,17 @@ def run_with_options(config_path: Path, out: Path, overwrite: bool, **opts) -> N
     if changes:
         config = config.model_copy(update=changes)
     text = Path(config_path).read_text(encoding="utf-8")
-    summary = run_merge(config, out, overwrite=overwrite, allow_crimes=opts["allow_crimes"],
-                        copy_tokenizer=opts["copy_tokenizer"], write_card=opts["write_model_card"], config_text=text)
+    import torch
+
+    threads = torch.get_num_threads()
+    if opts["num_threads"]:
+        torch.set_num_threads(opts["num_threads"])
+    try:
+        summary = run_merge(config, out, overwrite=overwrite, allow_crimes=opts["allow_crimes"],
+                            copy_tokenizer=opts["copy_tokenizer"], write_card=opts["write_model_card"],
+                            config_text=text)
+    finally:  # called in-process (a test, a notebook), the caller keeps its own thread count
+        torch.set_num_threads(threads)
     on = f" on {summary['device']}" if summary.get("device", "cpu") != "cpu" else ""
     typer.echo(f"merged {summary['tensors']} tensors ({summary['method']}){on} into {summary['out']}")
 
