@@ -114,14 +114,15 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Remove leftovers of interrupted atomic writes in ``folder``."""
+def sweep_temporaries(folder: str | Path, prefixes: tuple[str, ...] = (TMP_PREFIX,)) -> list[Path]:
+    """Remove leftovers of interrupted atomic writes in ``folder``: entries whose name starts with one
+    of ``prefixes`` (default: every ``.tmp-`` entry)."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        if entry.name.startswith(TMP_PREFIX):
+        if entry.name.startswith(prefixes):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

@@ -26,13 +26,12 @@ import fcntl
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Iterator
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import TMP_PREFIX
+from luminary.core.io import TMP_PREFIX, sweep_temporaries
 
 _HELD: dict[Path, int] = {}  # resolved folder -> the open lock file's descriptor
 
@@ -96,15 +95,4 @@ def locked(folder: str | Path, what: str = "output folder") -> Iterator[None]:
 
 def sweep_leftovers(folder: Path) -> list[Path]:
     """Remove ``.tmp-NAME.*`` (and ``.tmp-old-NAME-*``) beside ``folder``: an interrupted writer's."""
-    removed = []
-    parent, name = folder.parent, folder.name
-    if not parent.is_dir():
-        return removed
-    for entry in parent.iterdir():
-        if entry.name.startswith((f"{TMP_PREFIX}{name}.", f"{TMP_PREFIX}old-{name}-")):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
+    return sweep_temporaries(folder.parent, (f"{TMP_PREFIX}{folder.name}.", f"{TMP_PREFIX}old-{folder.name}-"))
