@@ -83,6 +83,17 @@ def common_license(folders: Iterable[str | Path]) -> str | None:
     return found.pop() if len(found) == 1 and None not in found else None
 
 
+def as_given(config, config_text: str | None):
+    """(the config as the user wrote it, its YAML text) for a card: models named as in the file, not as
+    resolved. Without the text, the config's own YAML; a text that no longer validates: the config."""
+    if config_text is None:
+        return config, yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    try:
+        return type(config).model_validate(yaml.safe_load(config_text)), config_text
+    except (yaml.YAMLError, ValueError):  # the text was already read into ``config``; names as resolved will do
+        return config, config_text
+
+
 def model_card(name: str, method: str, models: Sequence[str], config_text: str, folders: Iterable[str | Path] = (),
                base_model: str | None = None, extra_tags: Sequence[str] = (), kind: str = "merge") -> str:
     """The card's text. ``models``: the inputs as the config names them (``base_model`` among them or

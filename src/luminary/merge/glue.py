@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field
 
 from luminary.core.config import Config, read_yaml, validate
@@ -27,7 +26,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import MANIFEST, atomic_dir, atomic_write_json, atomic_write_text
 from luminary.core.locks import locked
 from luminary.core.progress import info
-from luminary.merge.card import model_card
+from luminary.merge.card import as_given, model_card
 from luminary.merge.cluster import cluster_zoo
 from luminary.merge.config import MergeConfig, locate, locate_zoo_paths
 from luminary.merge.evaluators import Evaluator, EvaluatorConfig, build_evaluator
@@ -136,14 +135,7 @@ def run_glue(recipe: GlueRecipe, out: str | Path, evaluate: Evaluator | None = N
 
 
 def glue_card(recipe: GlueRecipe, out: str | Path, config_text: str | None = None) -> str:
-    given = recipe
-    if config_text is not None:
-        try:
-            given = GlueRecipe.model_validate(yaml.safe_load(config_text))
-        except Exception:
-            given = recipe
-    else:
-        config_text = yaml.safe_dump(recipe.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    given, config_text = as_given(recipe, config_text)
     return model_card(Path(out).name, "glue", given.models, config_text, folders=recipe.models,
                       extra_tags=("model-glue",), kind="Model-GLUE merge")
 

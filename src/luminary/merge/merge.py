@@ -23,7 +23,7 @@ import yaml
 from luminary.core.io import MANIFEST, atomic_dir, atomic_write_text, sha256_file
 from luminary.core.locks import locked
 from luminary.core.progress import info
-from luminary.merge.card import model_card
+from luminary.merge.card import as_given, model_card
 from luminary.merge.chat_templates import resolve_chat_template
 from luminary.merge.config import MergeConfig
 from luminary.merge.executor import execute
@@ -96,14 +96,7 @@ def write_manifest_with(folder: Path, known: dict[str, str]) -> None:
 def merge_card(config: MergeConfig, out: str | Path, config_text: str | None = None) -> str:
     """The model card of a merge: its models and config as given (``config_text``, the YAML file's
     text) or, without the text, as ``config`` holds them."""
-    given = config
-    if config_text is not None:
-        try:
-            given = MergeConfig.model_validate(yaml.safe_load(config_text))
-        except Exception:  # the text was already read into ``config``; names as resolved will do
-            given = config
-    else:
-        config_text = yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    given, config_text = as_given(config, config_text)
     base = given.base_model if get_method(config.merge_method).base != "ignored" else None
     return model_card(Path(out).name, config.merge_method, given.referenced_models(), config_text,
                       folders=config.referenced_models(), base_model=base)

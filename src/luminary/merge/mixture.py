@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 from pydantic import Field, model_validator
 
 from luminary.core.config import Config, read_yaml, validate
 from luminary.core.errors import LuminaryError
 from luminary.core.progress import info
-from luminary.merge.card import model_card
+from luminary.merge.card import as_given, model_card
 from luminary.merge.config import DTYPES, locate
 from luminary.merge.merge import write_folder
 from luminary.merge.methods import get_method
@@ -204,14 +203,7 @@ def output_config(config: MixtureConfig, base: ModelFolder) -> dict:
 
 def mixture_card(config: MixtureConfig, out: str | Path, config_text: str | None = None) -> str:
     """The model card of a mixture: models and config as given (``config_text``) or as ``config`` holds them."""
-    given = config
-    if config_text is not None:
-        try:
-            given = MixtureConfig.model_validate(yaml.safe_load(config_text))
-        except Exception:
-            given = config
-    else:
-        config_text = yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    given, config_text = as_given(config, config_text)
     return model_card(Path(out).name, f"moe_{config.level}", [e.model for e in given.experts], config_text,
                       folders=[config.base_model] + [e.model for e in config.experts],
                       base_model=given.base_model, extra_tags=("moe",), kind="mixture of experts")
