@@ -200,39 +200,30 @@ def merge_run(
     run_with_options(config or mergekit_config, out, overwrite, **opts)
 
 
-@merge_app.command("mergekit-yaml")
 def merge_mergekit_yaml(
     config_file: Path = typer.Argument(..., help="a mergekit YAML"),
     out_path: Path = typer.Argument(..., help="output model folder"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output folder"),
-    out_shard_size: Optional[str] = OPTIONS["out_shard_size"],
-    copy_tokenizer: bool = OPTIONS["copy_tokenizer"],
-    write_model_card: bool = OPTIONS["write_model_card"],
-    safe_serialization: bool = OPTIONS["safe_serialization"],
-    clone_tensors: bool = OPTIONS["clone_tensors"],
-    allow_crimes: bool = OPTIONS["allow_crimes"],
-    unsafe_truncate_embeddings: bool = OPTIONS["unsafe_truncate_embeddings"],
-    trust_remote_code: bool = OPTIONS["trust_remote_code"],
-    cuda: bool = OPTIONS["cuda"],
-    device: Optional[str] = OPTIONS["device"],
-    gpu_rich: bool = OPTIONS["gpu_rich"],
-    low_cpu_memory: bool = OPTIONS["low_cpu_memory"],
-    read_to_gpu: bool = OPTIONS["read_to_gpu"],
-    multi_gpu: bool = OPTIONS["multi_gpu"],
-    lazy_unpickle: bool = OPTIONS["lazy_unpickle"],
-    num_threads: Optional[int] = OPTIONS["num_threads"],
-    async_write: bool = OPTIONS["async_write"],
-    write_threads: int = OPTIONS["write_threads"],
-    random_seed: Optional[int] = OPTIONS["random_seed"],
-    quiet: bool = OPTIONS["quiet"],
-    verbose: int = OPTIONS["verbose"],
-    transformers_cache: Optional[str] = OPTIONS["transformers_cache"],
-    lora_merge_cache: Optional[str] = OPTIONS["lora_merge_cache"],
-    lora_merge_dtype: Optional[str] = OPTIONS["lora_merge_dtype"],
+    **opts,
 ) -> None:
     """mergekit-yaml's command line: CONFIG_FILE OUT_PATH [OPTIONS] (alias it: see docs/merging.md)."""
-    opts = {k: v for k, v in locals().items() if k in OPTIONS}
-    run_with_options(config_file, out_path, overwrite, **opts)
+    run_with_options(config_file, out_path, opts.pop("overwrite"), **opts)
+
+
+def _with_run_options(command):
+    """``command``'s two arguments plus ``merge run``'s --overwrite and mergekit-yaml options, declared
+    once (Typer reads a command's parameters from its signature and annotations)."""
+    import inspect
+
+    run = inspect.signature(merge_run).parameters
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [run[name] for name in ("overwrite", *OPTIONS)]
+    command.__signature__ = inspect.Signature(own + shared)
+    command.__annotations__ = {**command.__annotations__,
+                               **{p.name: merge_run.__annotations__[p.name] for p in shared}}
+    return command
+
+
+merge_app.command("mergekit-yaml")(_with_run_options(merge_mergekit_yaml))
 
 
 @merge_app.command("search")
