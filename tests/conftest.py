@@ -95,7 +95,7 @@ def cli(capsys):
 
 RELEASE_RECIPE = {
     "name": "tiny-release",
-    "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None}},
+    "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None, "kind": "code"}},
     "tokenizer": {"path": None},
     "model": {"preset": "crystal-debug"},
     "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48},

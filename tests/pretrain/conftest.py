@@ -6,7 +6,7 @@ from tests.conftest import fill_recipe
 
 RECIPE = {
     "name": "small",
-    "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None}},
+    "sources": {"prose": {"type": "stdlib-prose", "docstrings": False}, "code": {"type": "files", "path": None, "kind": "code"}},
     "tokenizer": {"path": None},
     "model": {"preset": "crystal-debug"},
     "train": {"global_batch": 8, "micro_batch": 4, "seq_len": 64},

@@ -139,3 +139,45 @@ def test_a_run_written_by_an_older_luminary_resumes(tmp_path, cli, recipe):
     recipe["deploy"]["seed"] = 6
     cli("pretrain", write(tmp_path, recipe, "other.yaml"), "--out", run, "--resume").one_line_error(
         "deploy.seed is 5 there and 6 here")
+
+
+@pytest.mark.parametrize("sources, fimmed", [(None, {"code"}), ("all", {"code", "prose"}),
+                                             ({"prose": 1.0}, {"prose"})])
+def test_fim_goes_to_code_sources_unless_told(tmp_path, recipe, sources, fimmed):
+    """CrystalCoder FIMs its code source only; ``fim.sources`` chooses otherwise."""
+    from luminary.core.config import validate
+    from luminary.pretrain.prepare import prepare
+    from luminary.pretrain.recipe import Recipe
+
+    if sources is not None:
+        recipe["phases"][1]["fim"]["sources"] = sources
+    prepared = prepare(validate(Recipe, recipe, "recipe"), tmp_path / "run")
+    mixture, fim = prepared.mixture, prepared.mixture.fim_tokens
+    seen = {"code": 0, "prose": 0}
+    for i in range(6 * 8, 12 * 8):  # phase p2
+        sample = mixture.sample(i)
+        assert len(sample["input_ids"]) == 65
+        seen[sample["source"]] += int(fim.prefix in sample["input_ids"])
+    assert {name for name, n in seen.items() if n} == fimmed
+    rates = prepared.lock["phases"][1]["fim"]["sources"]
+    assert {name for name, rate in rates.items() if rate > 0} == fimmed
+
+
+def test_a_fim_source_that_is_not_a_source_is_refused(tmp_path, cli, recipe):
+    recipe["phases"][1]["fim"]["sources"] = ["kode"]
+    cli("pretrain", write(tmp_path, recipe), "--out", tmp_path / "run").one_line_error(
+        "phases[1].fim.sources.kode: unknown source")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_from_before_fim_sources_keeps_its_fim():
+    """Before ``fim.sources``, FIM went to every source and cut each document: such a run.json
+    resumes with exactly that, and only phases that had FIM are touched."""
+    from luminary.pretrain.recipe import upgrade_recipe
+
+    old = {"deploy": {"seed": 1}, "phases": [{"name": "a", "fim": {"rate": 0.0, "spm": 0.5}},
+                                             {"name": "b", "fim": {"rate": 0.9, "spm": 0.5}}]}
+    new = upgrade_recipe(old)
+    assert new["phases"][0]["fim"] == {"rate": 0.0, "spm": 0.5}
+    assert new["phases"][1]["fim"] == {"rate": 0.9, "spm": 0.5, "sources": "all", "truncate": "document"}
+    assert old["phases"][1]["fim"] == {"rate": 0.9, "spm": 0.5}  # the input is left alone

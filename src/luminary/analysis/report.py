@@ -25,6 +25,7 @@ from luminary.analysis.over_checkpoints import validation_curves  # noqa: E402
 from luminary.core.errors import LuminaryError  # noqa: E402
 from luminary.core.io import atomic_dir, read_json  # noqa: E402
 from luminary.core.locks import locked  # noqa: E402
+from luminary.data.fim import describe as describe_fim  # noqa: E402
 from luminary.core.runs import read_metrics  # noqa: E402
 
 
@@ -162,7 +163,7 @@ def _page(folder: Path, records, phases, figures) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(p['name'])}</td><td>{p['start_step']}</td><td>{p['steps']}</td>"
         f"<td>{html.escape(', '.join(f'{k} {v:.2f}' for k, v in p['weights'].items()))}</td>"
-        f"<td>{p['fim']['rate']}</td></tr>" for p in phases)
+        f"<td>{html.escape(describe_fim(p['fim']))}</td></tr>" for p in phases)
     phase_table = (f"<h2>Phases</h2><table><tr><th>phase</th><th>first step</th><th>steps</th><th>weights</th>"
                    f"<th>FIM rate</th></tr>{rows}</table>") if phases else ""
     figs = "".join(f'<figure><img src="{html.escape(n)}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'

@@ -24,8 +24,9 @@ e = k div n_d, a permutation seeded by (seed, d, e): each epoch is a fresh
 order, and the epoch is recorded.
 
 FIM. Each EOS-separated document of a sample from a FIM phase is transformed
-with the phase's rate and SPM share, drawing from a generator seeded by
-(seed, i) (see :mod:`luminary.data.fim`).
+with the rate the phase gives the sample's source (CrystalCoder: code sources
+only) and the phase's SPM share, drawing from a generator seeded by (seed, i)
+(see :mod:`luminary.data.fim`).
 """
 
 from __future__ import annotations
@@ -140,8 +141,13 @@ class Phase:
     start_step: int
     steps: int
     weights: tuple[float, ...]  # in source order
-    fim_rate: float = 0.0
+    fim_rate: float = 0.0  # the phase's rate, as the recipe gives it
     fim_spm: float = 0.5
+    fim_rates: tuple[float, ...] | None = None  # per source, in source order; None: fim_rate for every source
+    fim_truncate: str = "chunk"
+
+    def fim_rate_of(self, source: int) -> float:
+        return self.fim_rate if self.fim_rates is None else self.fim_rates[source]
 
 
 @dataclass(frozen=True)
@@ -238,10 +244,11 @@ class Mixture:
         loc = self.locate(i)
         tokens = self.sources[loc.source].window(loc.window)
         phase = self.phases[loc.phase]
-        if phase.fim_rate > 0 and self.fim_tokens is not None:
+        rate = phase.fim_rate_of(loc.source)
+        if rate > 0 and self.fim_tokens is not None:
             rng = np.random.Generator(np.random.PCG64(derive_seed("fim", self.seed, i)))
-            tokens, _ = apply_fim(tokens, rng, phase.fim_rate, phase.fim_spm, self.fim_tokens,
-                                  self.encode, self.decode)
+            tokens, _ = apply_fim(tokens, rng, rate, phase.fim_spm, self.fim_tokens,
+                                  self.encode, self.decode, truncate=phase.fim_truncate)
         return {"input_ids": tokens, "source": self.names[loc.source]}
 
     def samples(self, start: int, stop: int) -> list[dict[str, Any]]:

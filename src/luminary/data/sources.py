@@ -71,8 +71,14 @@ def docstrings(source: str) -> list[str]:
     return [doc for _, doc in sorted(found, key=lambda x: x[0])]
 
 
-class StdlibCode(Config):
+class SourceBase(Config):
+    kind: Literal["code", "prose"] = Field(
+        "prose", description="code or prose: a phase's FIM applies to code sources unless told otherwise")
+
+
+class StdlibCode(SourceBase):
     type: Literal["stdlib-code"]
+    kind: Literal["code", "prose"] = "code"
 
     def documents(self) -> Iterator[tuple[str, str]]:
         root = stdlib_root()
@@ -82,7 +88,7 @@ class StdlibCode(Config):
                 yield path.relative_to(root).as_posix(), text
 
 
-class StdlibProse(Config):
+class StdlibProse(SourceBase):
     type: Literal["stdlib-prose"]
     topics: bool = True
     docstrings: bool = True
@@ -102,7 +108,7 @@ class StdlibProse(Config):
                     yield f"docstrings/{path.relative_to(root).as_posix()}", "\n\n".join(docs)
 
 
-class FileSource(Config):
+class FileSource(SourceBase):
     type: Literal["files"]
     path: str
     glob: str = "**/*"
@@ -115,7 +121,7 @@ class FileSource(Config):
                 yield path.relative_to(root).as_posix(), text
 
 
-class JsonlSource(Config):
+class JsonlSource(SourceBase):
     type: Literal["jsonl"]
     path: str
     text_field: str = "text"
@@ -125,7 +131,7 @@ class JsonlSource(Config):
             yield f"line{i + 1}", str(row[self.text_field])
 
 
-class ArrowSource(Config):
+class ArrowSource(SourceBase):
     """Arrow or parquet files (a file, a folder or a glob) read with ``datasets``."""
 
     type: Literal["parquet", "arrow"]

@@ -75,7 +75,7 @@ def prepare(recipe: Recipe, run_dir: Path, workers: int | None = None) -> Prepar
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     if tokenizer.eos_token_id is None:
         raise LuminaryError(f"tokenizer: {tok_dir} has no EOS token")
-    fim_needed = any(p.fim.rate > 0 for p in recipe.phases)
+    fim_needed = any(rate > 0 for p in recipe.phases for rate in p.fim.rates(recipe.sources).values())
     fim_tokens = None
     if fim_needed:
         try:
@@ -97,7 +97,9 @@ def prepare(recipe: Recipe, run_dir: Path, workers: int | None = None) -> Prepar
     phases, start = [], 0
     for cfg, steps in zip(recipe.phases, phase_steps(recipe)):
         weights = tuple(float(cfg.weights.get(n, 0.0)) for n in names)
-        phases.append(Phase(cfg.name, start, steps, weights, cfg.fim.rate, cfg.fim.spm))
+        rates = cfg.fim.rates(recipe.sources)
+        phases.append(Phase(cfg.name, start, steps, weights, cfg.fim.rate, cfg.fim.spm,
+                            tuple(rates[n] for n in names), cfg.fim.truncate))
         start += steps
     raw = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
     mixture = Mixture(
@@ -125,7 +127,8 @@ def build_lock(recipe: Recipe, mixture: Mixture, shards: list[Shard], hashes: di
             "samples_per_source": dict(zip(mixture.names, counts.tolist())),
             "tokens_per_source": {n: int(c) * seq_len for n, c in zip(mixture.names, counts)},
             "blend_drift": round(blend_drift(np.asarray(phase.weights), mixture.blend(p)[0]), 4),
-            "fim": {"rate": phase.fim_rate, "spm": phase.fim_spm},
+            "fim": {"rate": phase.fim_rate, "spm": phase.fim_spm, "truncate": phase.fim_truncate,
+                    "sources": dict(zip(mixture.names, (phase.fim_rate_of(d) for d in range(len(mixture.names)))))},
             "schedule": recipe.phases[p].schedule.model_dump(mode="json"),
         })
     return {

@@ -31,8 +31,37 @@ class TokenizerConfig(Config):
 
 
 class FimConfig(Config):
+    """A phase's fill-in-the-middle (``luminary.data.fim``). CrystalCoder's defaults: code sources
+    only, documents permuted whole and the chunk cut or padded at its end."""
+
     rate: float = Field(0.0, ge=0, le=1)
     spm: float = Field(0.5, ge=0, le=1, description="share of FIM documents in SPM order")
+    sources: Literal["code", "all"] | list[str] | dict[str, float] = Field(
+        "code", description="which sources get FIM: 'code' (sources of kind code, CrystalCoder), 'all', "
+        "a list of names (at rate), or a map name -> rate")
+    truncate: Literal["chunk", "document"] = Field(
+        "chunk", description="back to length: cut or pad the whole chunk at its end (CrystalCoder), "
+        "or each document's suffix (bigcode Megatron's truncate_or_pad)")
+
+    def rates(self, sources: dict[str, Any]) -> dict[str, float]:
+        """The FIM rate of each source (by name) in this phase."""
+        if isinstance(self.sources, dict):
+            return {name: float(self.sources.get(name, 0.0)) for name in sources}
+        if isinstance(self.sources, list):
+            chosen = set(self.sources)
+        elif self.sources == "all":
+            chosen = set(sources)
+        else:
+            chosen = {name for name, source in sources.items() if source.kind == "code"}
+        return {name: self.rate if name in chosen else 0.0 for name in sources}
+
+    @model_validator(mode="after")
+    def _rates(self):
+        if isinstance(self.sources, dict):
+            for name, rate in self.sources.items():
+                if not (math.isfinite(rate) and 0 <= rate <= 1):
+                    raise ValueError(f"sources.{name}: a FIM rate must lie in [0, 1], got {rate}")
+        return self
 
 
 class PhaseConfig(Config):
@@ -127,11 +156,18 @@ class Recipe(Config):
 
 
 def upgrade_recipe(data: dict[str, Any]) -> dict[str, Any]:
-    """A recipe as an older luminary wrote it into ``run.json`` (seed, checkpoints and the run
-    settings under ``train``, before the ``deploy:`` section), in today's shape; others unchanged."""
+    """A recipe as an older luminary wrote it into ``run.json``, in today's shape; others unchanged.
+
+    Before the ``deploy:`` section, the seed, checkpoints and run settings sat under ``train``;
+    before ``fim.sources``/``fim.truncate``, FIM went to every source and cut each document back
+    to its length, so such a run resumes with exactly those settings."""
+    data = json.loads(json.dumps(data))
+    for phase in data.get("phases", []):
+        fim = phase.get("fim")
+        if isinstance(fim, dict) and fim.get("rate", 0) > 0 and "truncate" not in fim and "sources" not in fim:
+            phase["fim"] = {**fim, "sources": "all", "truncate": "document"}
     if "deploy" in data:
         return data
-    data = json.loads(json.dumps(data))
     deploy: dict[str, Any] = {}
     if "seed" in data:
         deploy["seed"] = data.pop("seed")
@@ -163,6 +199,11 @@ def check_recipe(recipe: Recipe, source_file: str = "recipe") -> None:
             if source not in recipe.sources:
                 raise LuminaryError(f"{source_file}: phases[{i}].weights.{source}: unknown source "
                                     f"(sources are: {', '.join(recipe.sources)})")
+        if isinstance(phase.fim.sources, (list, dict)):
+            for source in phase.fim.sources:
+                if source not in recipe.sources:
+                    raise LuminaryError(f"{source_file}: phases[{i}].fim.sources.{source}: unknown source "
+                                        f"(sources are: {', '.join(recipe.sources)})")
         if i == 0 and (phase.schedule.kind == "continue" or phase.schedule.peak_lr == "continue"):
             raise LuminaryError(f"{source_file}: phases[0].schedule: 'continue' needs a previous phase")
     for name, source in recipe.sources.items():

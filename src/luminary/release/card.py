@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from luminary.data.fim import describe as describe_fim
 from luminary.pretrain.recipe import Recipe
 
 DATASET_NAMES = {"stdlib-code": "cpython-stdlib-code", "stdlib-prose": "cpython-stdlib-docs"}
@@ -35,7 +36,7 @@ def model_card(recipe: Recipe, lock: dict[str, Any], entries: list[dict[str, Any
               "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- |"]
     for p in lock["phases"]:
         share = " | ".join(f"{p['weights'][n]:.2f}" for n in names)
-        lines.append(f"| {p['name']} | {p['steps']} | {share} | {p['fim']['rate']} | {p['fim']['spm']} | "
+        lines.append(f"| {p['name']} | {p['steps']} | {share} | {describe_fim(p['fim'])} | {p['fim']['spm']} | "
                      f"{p['schedule']['peak_lr']} |")
     lines += ["", "## Checkpoints", "",
               "| checkpoint | step | phase | loss | " + " | ".join(f"{n} val loss" for n in names) + " | chunk |",
