@@ -37,14 +37,37 @@ from luminary.core.config import Config
 SINKS = ("jsonl", "tensorboard", "wandb")
 
 
+class TrackedMetric(Config):
+    """A value of the step records to watch: ``metric`` is a key, dotted into nested records
+    (``eval_loss``, ``val_loss.code`` for pretraining's per-source validation loss)."""
+
+    metric: str = Field(..., description="a key of the step records (dotted for nested ones), e.g. eval_loss")
+    mode: Literal["min", "max"] = Field("min", description="min: lower is better; max: higher is better")
+
+
+class BestCheckpoint(TrackedMetric):
+    """Keep the checkpoint whose latest ``metric`` is best among those saved (never pruned)."""
+
+
+class EarlyStopping(TrackedMetric):
+    """Stop when ``metric`` has not improved on its best by more than ``min_delta`` for ``patience``
+    evaluations in a row (the rule of Keras' and Hugging Face's ``EarlyStopping`` callbacks)."""
+
+    patience: int = Field(3, ge=1, description="evaluations without improvement before the run stops")
+    min_delta: float = Field(0.0, ge=0, description="an improvement must beat the best by more than this")
+
+
 class CheckpointPolicy(Config):
-    """When to save: every N steps, N times evenly over the run, at listed steps, at the end; keep the last K."""
+    """When to save: every N steps, N times evenly over the run, at listed steps, at the end; keep the last K
+    and, by a metric, the best."""
 
     every: int | None = Field(None, ge=1, description="every N optimizer steps")
     count: int | None = Field(None, ge=1, description="this many checkpoints, evenly spaced over the run (LLM360)")
     steps: list[int] = Field(default_factory=list, description="these steps too (updates done); never pruned")
     keep_last: int | None = Field(None, ge=1, description="delete older checkpoints beyond the last K")
     at_end: bool = Field(True, description="a checkpoint after the last step")
+    best: BestCheckpoint | None = Field(None, description="keep the best checkpoint by a metric "
+                                        "(checkpoints/best.json names it); kept whatever keep_last says")
 
     @field_validator("steps")
     @classmethod
@@ -91,6 +114,7 @@ class DeployConfig(Config):
                                          description="module-name glob -> style (luminary parallel plan lists them)")
     seed: int = 0
     checkpoints: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving")
     log: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
         default_factory=list, description="sinks beside metrics.jsonl, which is always written")
     wandb: WandbConfig = Field(default_factory=WandbConfig)

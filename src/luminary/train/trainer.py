@@ -27,6 +27,7 @@ Under torchrun the same code runs data- and tensor-parallel (luminary.parallel).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import threading
@@ -40,6 +41,7 @@ import torch
 
 from luminary.core.deploy import CheckpointPolicy
 from luminary.core.errors import Interrupted, LuminaryError
+from luminary.core.io import atomic_write_text
 from luminary.core.modules import unwrap
 from luminary.core.progress import progress_bar
 from luminary.core.runs import MetricsLog, checkpoint_name, list_checkpoints
@@ -50,6 +52,7 @@ from luminary.train.data import as_source, batch_hash, example_digest
 from luminary.train.deployer import Deployer, pin_tree
 from luminary.train.optim import build_optimizer
 from luminary.train.sinks import Sinks
+from luminary.train.tracking import MetricWatch
 
 
 @dataclass
@@ -211,6 +214,10 @@ class Trainer:
         self.sinks: Sinks | None = None
         self.stop_signal: int | None = None  # set by SIGINT / SIGTERM during fit
         self.stop_agreed = False
+        self.best_watch: MetricWatch | None = None  # deploy.checkpoints.best (set by fit)
+        self.best_latest: float | None = None  # its metric's latest value
+        self.stop_watch: MetricWatch | None = None  # deploy.early_stopping
+        self.stopped_early = False
         loader = deployer.config.loader
         self.prefetcher = Prefetcher(collate_fn, deployer.pin_memory, loader.prefetch)
 
@@ -299,6 +306,9 @@ class Trainer:
         last_step = self._total_steps(n_epochs, max_steps, global_batch)
         policy = checkpoint or d.config.checkpoints
         due = set(policy.due_steps(last_step))
+        self.best_watch = MetricWatch(policy.best, "deploy.checkpoints.best") if policy.best else None
+        stopping = d.config.early_stopping
+        self.stop_watch = MetricWatch(stopping, "deploy.early_stopping", stopping.min_delta) if stopping else None
         if d.workdir is not None:
             self.metrics = MetricsLog(d.workdir / "metrics.jsonl", enabled=d.is_main)
             if resume:
@@ -313,7 +323,7 @@ class Trainer:
         try:
             with progress_bar("train", last_step) as bar, self._stop_on_signals():
                 bar.advance(self.step)
-                while self.step < last_step:
+                while self.step < last_step and not self.stopped_early:
                     for cb in self.callbacks:
                         cb.on_step_start(self, self.step)
                     t0 = time.perf_counter()
@@ -334,12 +344,17 @@ class Trainer:
                     record["tokens_per_s"] = record["tokens"] / elapsed if elapsed > 0 else 0.0
                     for cb in self.callbacks:
                         cb.on_step_end(self, record)
+                    self._watch(record)
                     if self.sinks:
                         self.sinks.write(record)
                     records.append(record)
                     bar.advance(1, info=f"loss {record['loss']:.4f}")
-                    if d.workdir is not None and self.step in due:
+                    if d.workdir is not None and (self.step in due or self.stopped_early):
                         self.save(policy)
+                    if self.stopped_early:
+                        d.log(f"early stopping at step {self.step}: {self.stop_watch.config.metric} has not "
+                              f"improved on {self.stop_watch.best:.6g} (step {self.stop_watch.best_step}) for "
+                              f"{self.stop_watch.stale} evaluations")
                     if self.stop_agreed:
                         self._stop(policy, saved=self.step in due)
         finally:
@@ -374,6 +389,18 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def _watch(self, record: dict[str, Any]) -> None:
+        """Follow the best checkpoint's metric and early stopping's on this step's record."""
+        if self.best_watch is not None:
+            value = self.best_watch.value(record)
+            if value is not None:
+                self.best_latest = value
+        if self.stop_watch is not None:
+            value = self.stop_watch.value(record)
+            if value is not None:
+                self.stop_watch.update(value, self.step)
+                self.stopped_early = self.stop_watch.stale >= self.stop_watch.config.patience
 
     def _stop(self, policy: CheckpointPolicy, saved: bool) -> None:
         """Save the step reached (unless just saved) and end the run with :class:`Interrupted`."""
@@ -441,7 +468,12 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------
     def trainer_state(self) -> dict[str, Any]:
-        return {"step": self.step, "tokens_seen": self.tokens_seen}
+        state: dict[str, Any] = {"step": self.step, "tokens_seen": self.tokens_seen}
+        if self.best_watch is not None:
+            state["best_checkpoint"] = {**self.best_watch.state_dict(), "latest": self.best_latest}
+        if self.stop_watch is not None:
+            state["early_stopping"] = {**self.stop_watch.state_dict(), "stopped": self.stopped_early}
+        return state
 
     def save(self, policy: CheckpointPolicy | None = None) -> Path | None:
         """Write ``checkpoints/step_NNNNNN`` for the current step (collective)."""
@@ -449,6 +481,8 @@ class Trainer:
         if self.checkpoints_dir is None:
             return None
         folder = self.checkpoints_dir / checkpoint_name(self.step)
+        new_best = (self.best_watch is not None and self.best_latest is not None
+                    and self.best_watch.update(self.best_latest, self.step))
         if self.sinks:
             self.sinks.sync()
         weights = d.full_state_dict(self.model)
@@ -468,8 +502,14 @@ class Trainer:
         elif d.is_main:
             write(folder)
         if d.is_main:
+            if new_best:
+                watch = self.best_watch
+                atomic_write_text(self.checkpoints_dir / "best.json", json.dumps(
+                    {"metric": watch.config.metric, "mode": watch.config.mode, "value": watch.best,
+                     "step": watch.best_step, "checkpoint": checkpoint_name(watch.best_step)}, indent=2) + "\n")
             if policy is not None:
-                ckpt.prune_checkpoints(self.checkpoints_dir, policy.keep_last, set(policy.steps))
+                best = {self.best_watch.best_step} if self.best_watch and self.best_watch.best_step else set()
+                ckpt.prune_checkpoints(self.checkpoints_dir, policy.keep_last, set(policy.steps) | best)
             for cb in self.callbacks:
                 cb.on_checkpoint(self, folder)
         d.barrier()
@@ -505,6 +545,12 @@ class Trainer:
         set_rng_state(ckpt.load_named_state(folder, "rng"))
         self.step = int(state["step"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
+        if self.best_watch is not None and "best_checkpoint" in state:
+            self.best_watch.load_state_dict(state["best_checkpoint"])
+            self.best_latest = state["best_checkpoint"].get("latest")
+        if self.stop_watch is not None and "early_stopping" in state:
+            self.stop_watch.load_state_dict(state["early_stopping"])
+            self.stopped_early = bool(state["early_stopping"].get("stopped"))
         if self.metrics:
             self.metrics.truncate_after(self.step - 1)
         d.log(f"resumed from {folder} at step {self.step}")
