@@ -14,6 +14,8 @@ Speed: ``BERTScorer.score`` (batch 64, its default) against
 timing, runs alternating; ``ratio`` = median bert-score wall time / median
 luminary wall time, ``ratio_cpu_time`` the same with process CPU time (steadier
 on a shared machine, and equal to the wall ratio with one thread on an idle one).
+Rescaling: on the first 100 pairs, ctc_score's rescaled preservation computed by
+luminary against bert-score's own rescaled F (``max_abs_diff_rescaled_F``).
 
     python benchmarks/ctc_vs_bertscore.py [--pairs 1000] [--repeats 3] [--device cpu] [--threads 2]
 
@@ -113,6 +115,25 @@ def padding_factors(aligner, cands: list[str], refs: list[str]) -> tuple[float, 
     return theirs / sum(lengths), ours / sum(lengths)
 
 
+def rescaled_f_diff(ours, folder: str, cands: list[str], refs: list[str], device: str) -> float:
+    """ctc_score's rescaled preservation (luminary) against bert-score's rescaled F, one pair at a time.
+
+    With bert-score's matching a = P and b = R, so (2ab/(a+b) − b_F)/(1 − b_F) is its rescaled F; the
+    baseline file is bert-score's shipped bert-base-uncased.tsv at layer 6 (MiniLM ships none).
+    """
+    from bert_score import BERTScorer
+
+    from luminary.ctc import StyleTransferScorer
+    from luminary.ctc.rescale import shipped_baseline
+
+    path = shipped_baseline("bert-base-uncased")
+    mine = StyleTransferScorer(ours).score_batch(cands, refs, baseline_file=path)
+    scorer = BERTScorer(model_type=folder, num_layers=6, lang="en", rescale_with_baseline=True,
+                        baseline_path=str(path), device=device)
+    theirs = scorer.score(cands, refs, batch_size=1)[2].tolist()
+    return max(abs(a - b) for a, b in zip(mine, theirs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=1000)
@@ -167,6 +188,7 @@ def main() -> None:
     p_diffs = [abs(m - float(p)) for m, p in zip(means, precision)]
     negative = sum(min(al.scores) < 0 for al in alignments)
     pad_theirs, pad_ours = padding_factors(ours, cands, refs)
+    f_diff = rescaled_f_diff(ours, folder, cands[:100], refs[:100], args.device)
     print(json.dumps({
         "pairs": len(cands),
         "tokens": len(token_diffs),
@@ -175,6 +197,7 @@ def main() -> None:
         "max_abs_diff_P_batched": max(p_diffs),
         "pairs_P_batched_over_1e-5": sum(d > 1e-5 for d in p_diffs),
         "pairs_with_a_negative_best_match": negative,
+        "max_abs_diff_rescaled_F": f_diff,
         "padding_factor_bertscore": round(pad_theirs, 3),
         "padding_factor_ours": round(pad_ours, 3),
         "ratio": statistics.median(t_theirs) / statistics.median(t_ours),

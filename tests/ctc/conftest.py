@@ -73,3 +73,9 @@ class StubAligner:
 @pytest.fixture
 def make_stub():
     return StubAligner
+
+
+@pytest.fixture(scope="session")
+def tiny_d2(tmp_path_factory, minilm) -> Path:
+    """A second D aligner (other weights): relevance's summ_to_ref."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-d2"), minilm, "AutoModelForTokenClassification", seed=3)

@@ -135,7 +135,7 @@ def test_ctc_layer_presets_pick_the_papers_layer_from_the_config():
 def test_the_aligner_takes_a_matching_presets_layer(tiny_bert, monkeypatch):
     from luminary.ctc.aligners import embedding
 
-    tiny = embedding.EncoderPreset("bert", 2, 32, 1, False, "a test family")
+    tiny = embedding.EncoderPreset("bert", 2, 32, 1, False, "a test family", "bert-base-uncased")
     monkeypatch.setitem(embedding.E_PRESETS, "tiny", tiny)
     assert EmbeddingAligner(tiny_bert, device="cpu").layer == 1
     assert EmbeddingAligner(tiny_bert, device="cpu", preset="tiny").layer == 1

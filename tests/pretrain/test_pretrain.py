@@ -15,6 +15,7 @@ def write(tmp_path, data, name="recipe.yaml"):
 
 def test_small_recipe_end_to_end(tmp_path, cli, recipe):
     run = tmp_path / "run"
+    recipe["deploy"]["checkpoints"]["best"] = {"metric": "val_loss.code"}
     result = cli("pretrain", write(tmp_path, recipe), "--out", run)
     assert result.returncode == 0, result.stderr
     assert "code val loss" in result.stdout and "completion" in result.stdout
@@ -30,7 +31,11 @@ def test_small_recipe_end_to_end(tmp_path, cli, recipe):
         s: sum(p["tokens_per_source"][s] for p in lock["phases"]) for s in ("prose", "code")}
     evaluated = [r["step"] + 1 for r in records if "val_loss" in r]
     assert evaluated == [4, 6, 8, 12]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step_{s:06d}" for s in evaluated]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == \
+        [f"step_{s:06d}" for s in evaluated]
+    best = json.loads((run / "checkpoints" / "best.json").read_text())  # reachable from a recipe
+    code_loss = {r["step"] + 1: r["val_loss"]["code"] for r in records if "val_loss" in r}
+    assert best["step"] == min(code_loss, key=code_loss.get) and best["value"] == min(code_loss.values())
     # every step's batch, rebuilt from the recipe alone, hashes to what the trainer logged
     for step in range(12):
         shown = cli("data", "inspect", run, "--step", step, "--json")

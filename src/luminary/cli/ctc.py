@@ -34,7 +34,16 @@ def score(
     aggr: Optional[str] = typer.Option(None, "--aggr", help="mean or sum (default: the task's)"),
     remove_stopwords: Optional[bool] = typer.Option(None, "--remove-stopwords/--keep-stopwords",
                                                     help="default: removed for dialog, kept otherwise"),
-    baseline: Optional[float] = typer.Option(None, "--baseline", help="E: rescale token scores as (s-b)/(1-b)"),
+    baseline: Optional[float] = typer.Option(None, "--baseline", help="E: luminary's per-token rescaling (s-b)/(1-b) "
+                                             "(ctc_score's is --rescale-with-baseline)"),
+    rescale_with_baseline: bool = typer.Option(False, "--rescale-with-baseline", help="E, preservation: rescale the "
+                                               "score with bert-score's shipped F baseline, as ctc_score"),
+    baseline_file: Optional[Path] = typer.Option(None, "--baseline-file", help="a baseline file in bert-score's "
+                                                 "format (LAYER,P,R,F) for --rescale-with-baseline"),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="the bert-score baseline to use, "
+                                                 "e.g. roberta-base (default: the E preset's)"),
+    summ_to_ref: Optional[Path] = typer.Option(None, "--summ-to-ref", help="relevance: a second aligner folder for "
+                                               "align(ref -> hypo), as ctc_score's summ_to_ref (default: --model)"),
     idf: bool = typer.Option(False, "--idf", help="E: weight tokens by idf over the file's texts"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
@@ -45,7 +54,9 @@ def score(
              "word_features": word_features, "clean": clean}
     options = {name: value for name, value in given.items() if value is not None}
     rows = score_file(input, task, aspect, align=align, model=model, remove_stopwords=remove_stopwords,
-                      aggr_type=aggr, output=out, idf=idf, stopwords=stopwords, **options)
+                      aggr_type=aggr, output=out, idf=idf, stopwords=stopwords, summ_to_ref=summ_to_ref,
+                      rescale_with_baseline=rescale_with_baseline, baseline_file=baseline_file,
+                      baseline_model=baseline_model, **options)
     if out is None:
         for row in rows:
             typer.echo(json.dumps(row))
@@ -104,6 +115,21 @@ def train(
     from luminary.ctc.train import AlignerTrainConfig, train_aligner
 
     typer.echo(json.dumps(train_aligner(load_config(config, AlignerTrainConfig), out, resume=resume), indent=2))
+
+
+@ctc_app.command("convert")
+def convert(
+    src: Path = typer.Argument(..., help="a released ctc_score D or R checkpoint (.ckpt)"),
+    out: Path = typer.Argument(..., help="aligner folder to create"),
+    base: Path = typer.Option(..., "--base", help="the backbone it was trained from, as a local folder with "
+                              "config.json and tokenizer (D: roberta-large; D-mix-albert: "
+                              "tals/albert-xlarge-vitaminc-mnli; R: bert-base-uncased)"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Convert a ctc_score D/R checkpoint into an aligner folder (read with torch.load(weights_only=True))."""
+    from luminary.ctc.convert import convert_checkpoint
+
+    typer.echo(json.dumps(convert_checkpoint(src, out, base, overwrite=overwrite), indent=2))
 
 
 @ctc_app.command("baseline")

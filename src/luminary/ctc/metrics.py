@@ -6,14 +6,17 @@ scores each token of a against b (see ``aligners``), mean/sum aggregate.
 | task | aspect | formula |
 | --- | --- | --- |
 | summarization | consistency | mean(align(y → x)) |
-| summarization | relevance | mean_r mean(align(r → y)) · mean(align(y → x)) |
+| summarization | relevance | mean_r mean(align(r → y)) · mean(align(y → x)) (two aligners: see below) |
 | style transfer | preservation | 2ab / (a + b), a = mean(align(x → y)), b = mean(align(y → x)) |
 | dialog | groundedness | sum(align(y → fact)), stopwords removed |
 | dialog | engagingness | sum(align(y → fact + "\\n\\n\\n" + history)), stopwords removed |
 | any | factual consistency | mean(align(y → grounding)) |
 
 Relevance averages over any number of references (the original's
-``score_relevance`` does the same). Preservation is 2ab / (a + b), the
+``score_relevance`` does the same); as there, a second aligner may score
+align(r → y) (``summ_to_ref``) while the first scores align(y → x)
+(``doc_to_summ``). Preservation may be rescaled with bert-score's F baseline
+as ctc_score's ``rescale_with_baseline`` does (:mod:`luminary.ctc.rescale`). Preservation is 2ab / (a + b), the
 harmonic mean, as ctc_score's current code computes it. ``stopwords`` names
 the list that ``remove_stopwords`` drops: ``nltk`` (the original's, the
 default) or ``sklearn``.
@@ -28,6 +31,7 @@ from typing import Sequence
 from luminary.core.errors import LuminaryError
 from luminary.ctc.aligners.base import Aggregation, Aligner, align_scores
 from luminary.ctc.aligners.stopwords import DEFAULT_STOPWORDS
+from luminary.ctc.rescale import rescale
 
 Pair = tuple[str, str]  # (input, context): align(input → context)
 
@@ -63,8 +67,13 @@ def consistency(aligner: Aligner, docs: Sequence[str], hypos: Sequence[str], rem
 
 def relevance(aligner: Aligner, docs: Sequence[str], refs: Sequence[Sequence[str]], hypos: Sequence[str],
               remove_stopwords: bool = False, how: Aggregation = "mean",
-              stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
-    """mean_r mean(align(r → y)) · mean(align(y → x)), over every reference r of each example."""
+              stopwords: str = DEFAULT_STOPWORDS, ref_aligner: Aligner | None = None) -> list[float]:
+    """mean_r mean(align(r → y)) · mean(align(y → x)), over every reference r of each example.
+
+    ``ref_aligner`` scores align(r → y) where it is given (ctc_score's ``summ_to_ref``
+    aligner beside ``doc_to_summ``, which scores align(y → x)); otherwise one aligner
+    scores both, in one call.
+    """
     n = check_lengths(docs=docs, refs=refs, hypos=hypos)
     check_texts("hypo", hypos)
     for i, example_refs in enumerate(refs):
@@ -72,8 +81,12 @@ def relevance(aligner: Aligner, docs: Sequence[str], refs: Sequence[Sequence[str
             raise LuminaryError(f"refs of example {i + 1}: relevance needs a list of at least one reference")
         check_texts(f"refs of example {i + 1}: reference", example_refs)
     ref_pairs = [(r, hypos[i]) for i in range(n) for r in refs[i]]
-    scores = align_pairs(aligner, [*zip(hypos, docs), *ref_pairs], how, remove_stopwords, stopwords)
-    y_x, r_y = scores[:n], scores[n:]
+    if ref_aligner is None or ref_aligner is aligner:
+        scores = align_pairs(aligner, [*zip(hypos, docs), *ref_pairs], how, remove_stopwords, stopwords)
+        y_x, r_y = scores[:n], scores[n:]
+    else:
+        y_x = align_pairs(aligner, list(zip(hypos, docs)), how, remove_stopwords, stopwords)
+        r_y = align_pairs(ref_aligner, ref_pairs, how, remove_stopwords, stopwords)
     out, start = [], 0
     for i in range(n):
         k = len(refs[i])
@@ -88,12 +101,18 @@ def harmonic(a: float, b: float) -> float:
 
 
 def preservation(aligner: Aligner, inputs: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = False,
-                 how: Aggregation = "mean", stopwords: str = DEFAULT_STOPWORDS) -> list[float]:
-    """2ab / (a + b) with a = mean(align(x → y)), b = mean(align(y → x))."""
+                 how: Aggregation = "mean", stopwords: str = DEFAULT_STOPWORDS,
+                 baseline: float | None = None) -> list[float]:
+    """p = 2ab / (a + b) with a = mean(align(x → y)), b = mean(align(y → x)).
+
+    With ``baseline`` b_F, (p − b_F) / (1 − b_F): ctc_score's ``rescale_with_baseline``,
+    which rescales this final score (see :mod:`luminary.ctc.rescale`).
+    """
     n = check_lengths(inputs=inputs, hypos=hypos)
     check_texts("hypo", hypos)
     scores = align_pairs(aligner, [*zip(inputs, hypos), *zip(hypos, inputs)], how, remove_stopwords, stopwords)
-    return [harmonic(a, b) for a, b in zip(scores[:n], scores[n:])]
+    out = [harmonic(a, b) for a, b in zip(scores[:n], scores[n:])]
+    return out if baseline is None else [rescale(p, baseline) for p in out]
 
 
 def groundedness(aligner: Aligner, facts: Sequence[str], hypos: Sequence[str], remove_stopwords: bool = True,

@@ -22,7 +22,8 @@ from transformers import AutoModelForSequenceClassification
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, write_manifest
 from luminary.core.locks import locked
-from luminary.models.loading import load_config, load_model, load_tokenizer, weight_files
+from luminary.models.loading import load_config, load_model, load_tokenizer, resolve_model_dir, weight_files
+from luminary.scorer.layouts import FLAX, fit_prefix, flax_to_torch, pickle_weight_files
 
 MAX_LENGTH = 512
 
@@ -64,13 +65,15 @@ class Scorer:
                         **kwargs: Any) -> "Scorer":
         """Load a scorer folder (Cappy's format: ``*ForSequenceClassification``, one label).
 
-        Safetensors weights load directly; a ``pytorch_model.bin`` only with
-        ``allow_pickle`` and then through ``torch.load(weights_only=True)``
+        Safetensors weights load directly; a ``pytorch_model.bin`` (or the
+        shards of ``pytorch_model.bin.index.json``) only with ``allow_pickle``
+        and then through ``torch.load(weights_only=True)``
         (:func:`load_pickled_scorer`: a file saved before transformers 4.31
         still holds buffers such as ``roberta.embeddings.position_ids``, which
-        are dropped as ``from_pretrained`` drops them).
+        are dropped as ``from_pretrained`` drops them); a folder with only a
+        ``flax_model.msgpack`` is read from it (:mod:`.layouts`).
         """
-        path = Path(path)
+        path = resolve_model_dir(path)
         config = load_config(path)
         if not is_scorer_config(config):
             names = ", ".join(config.architectures or ["no architecture"])
@@ -80,8 +83,11 @@ class Scorer:
             )
         check_one_output(config, path)
         safe, pickled = weight_files(path)
+        dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
         if allow_pickle and pickled and not safe:
-            model = load_pickled_scorer(path, pickled, config, kwargs.get("dtype") or kwargs.get("torch_dtype"))
+            model = load_pickled_scorer(path, pickle_weight_files(path, pickled), config, dtype)
+        elif not safe and not pickled and (path / FLAX).is_file():
+            model = load_flax_scorer(path, config, dtype)
         else:
             model = load_model(path, auto_class=AutoModelForSequenceClassification, allow_pickle=allow_pickle,
                                **kwargs)
@@ -146,9 +152,19 @@ def load_pickled_scorer(path: Path, files: Sequence[Path], config: Any, dtype: A
         if not isinstance(part, dict):
             raise LuminaryError(f"{file}: expected a state dict of tensors")
         state.update(part)
-    model = AutoModelForSequenceClassification.from_config(config)
+    return fit_weights(AutoModelForSequenceClassification.from_config(config), state, path, dtype)
+
+
+def fit_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, dtype: Any = None
+                ) -> torch.nn.Module:
+    """Load ``state`` into ``model``; every parameter must be given and every tensor must fit."""
     stale = stale_buffer_keys(model)
     state = {k: v for k, v in state.items() if k not in stale}
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise LuminaryError(f"{path}: {key} has shape {list(value.shape)}, but config.json makes it "
+                                f"{list(expected[key].shape)}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         problem = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -156,6 +172,12 @@ def load_pickled_scorer(path: Path, files: Sequence[Path], config: Any, dtype: A
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
+
+
+def load_flax_scorer(path: Path, config: Any, dtype: Any = None) -> torch.nn.Module:
+    """A scorer from ``flax_model.msgpack`` (Cappy's second format), renamed as transformers 4 did."""
+    model = AutoModelForSequenceClassification.from_config(config)
+    return fit_weights(model, fit_prefix(flax_to_torch(path / FLAX), model), path / FLAX, dtype)
 
 
 def pair_limit(config: Any, max_length: int = MAX_LENGTH) -> int:
@@ -176,6 +198,10 @@ def scorer_source(path: str | Path, seed: int = 0, allow_pickle: bool = False, n
 
     path = Path(path)
     config = load_config(path)
+    folder = resolve_model_dir(path)
+    if not any(weight_files(folder)) and (folder / FLAX).is_file():
+        raise LuminaryError(f"{folder}: its weights are Flax only ({FLAX}); training reads safetensors: write a "
+                            f"copy with `luminary scorer init {folder} --out NEW` and train from NEW")
     if is_scorer_config(config):
         check_one_output(config, path)
         if num_layers is not None:

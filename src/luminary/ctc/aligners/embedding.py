@@ -57,15 +57,18 @@ class EncoderPreset:
     layer: int
     mnli: bool  # an entailment head (3 labels) tells roberta-large-mnli apart
     source: str
+    bert_score_model: str  # the model_type ctc_score gives bert_score: names its baseline file (see ctc.rescale)
 
 
 # name -> preset; ctc_score configs.py E_MODEL_CONFIGS, bert_score's model2layers for the defaults
 E_PRESETS: dict[str, EncoderPreset] = {
-    "bert-base": EncoderPreset("bert", 12, 768, 9, False, "ctc_score E-bert: bert-base-uncased, bert_score's layer 9"),
+    "bert-base": EncoderPreset("bert", 12, 768, 9, False, "ctc_score E-bert: bert-base-uncased, bert_score's layer 9",
+                               "bert-base-uncased"),
     "roberta-large": EncoderPreset("roberta", 24, 1024, 17, False,
-                                   "ctc_score E-roberta: roberta-large, bert_score's layer 17"),
+                                   "ctc_score E-roberta: roberta-large, bert_score's layer 17", "roberta-large"),
     "roberta-large-mnli": EncoderPreset("roberta", 24, 1024, 9, True,
-                                        "ctc_score E-roberta-mnli: roberta-large-mnli, num_layers=9"),
+                                        "ctc_score E-roberta-mnli: roberta-large-mnli, num_layers=9",
+                                        "roberta-large-mnli"),
 }
 
 
@@ -144,7 +147,8 @@ class EmbeddingAligner:
         layer: which hidden layer to match (default: a matching preset's, else the last).
         preset: a name in :data:`E_PRESETS` (bert-base, roberta-large, roberta-large-mnli): CTC's layer.
         idf: token id → weight for aggregation, from :func:`idf_weights`.
-        baseline: rescale each score as (s − b) / (1 − b).
+        baseline: rescale each token score as (s − b) / (1 − b) (luminary's option; ctc_score rescales
+            the final preservation score instead, see :mod:`luminary.ctc.rescale`).
         match_specials: let tokens also match the context's special tokens (bert-score's precision).
         max_tokens: token budget of one encoder batch (default: :func:`token_budget`); pairs are
             processed ``chunk`` at a time.
@@ -175,6 +179,8 @@ class EmbeddingAligner:
         encoder = load_model(model, AutoModel, allow_pickle=allow_pickle)
         self.tokenizer = load_tokenizer(model)
         self.layer = pick_layer(encoder.config, layer, preset)
+        family = preset or match_preset(encoder.config)
+        self.baseline_model = E_PRESETS[family].bert_score_model if family else None  # see ctc.rescale
         self.device = default_device(device)
         self.model = keep_layers(encoder, self.layer).to(self.device).eval()
         limit = getattr(encoder.config, "max_position_embeddings", 512)

@@ -9,7 +9,9 @@ the context is truncated to fit ``max_length``.
 
 Each subword token of the input carries the index of its word (-1 for the
 context, special tokens and padding), found from the token's character
-offsets, so D can pool subword features per word. ctc_score sums them
+offsets (:func:`first_letter`: a token of no letters, such as RoBERTa's lone
+``Ġ``, belongs to the word it opens, as in ctc_score), so D can pool subword
+features per word. ctc_score sums them
 (``align_features_to_words``) and applies the linear head once per word:
 
     logit(w) = W · Σ_{t ∈ w} h_t + b = Σ_{t ∈ w} logit(t) − (n_w − 1) b
@@ -73,6 +75,16 @@ def truncate_words(tokenizer: Any, words: list[str], max_tokens: int) -> list[st
     return kept
 
 
+def first_letter(text: str, start: int, end: int) -> int:
+    """Where a token's word is read: its first character that is not a space; for a token of spaces only
+    or of no characters (RoBERTa's lone ``Ġ``), the character after it, where the next word begins.
+
+    ctc_score gives a lone ``Ġ`` to the word it opens, as here."""
+    while start < end and text[start] == " ":
+        start += 1
+    return start
+
+
 def encode_pairs(
     tokenizer: Any,
     inputs: Sequence[str],
@@ -96,8 +108,9 @@ def encode_pairs(
         for w in ws:
             starts.append(pos)
             pos += len(w) + 1
+        text = texts[i]
         index = [
-            bisect_right(starts, end - 1) - 1 if seq == side and end > start else -1
+            bisect_right(starts, first_letter(text, start, end)) - 1 if seq == side else -1
             for seq, (start, end) in zip(enc.sequence_ids(i), enc["offset_mapping"][i])
         ]
         types = enc["token_type_ids"][i] if "token_type_ids" in enc else None
