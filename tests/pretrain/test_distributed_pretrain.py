@@ -34,7 +34,8 @@ def test_two_processes_match_one(tmp_path, recipe):
     a = [json.loads(line) for line in (one / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
     assert [r["batch_sha256"] for r in a] == [r["batch_sha256"] for r in b]
-    assert [r["source_tokens"] for r in a] == [r["source_tokens"] for r in b]
+    assert [r["source_tokens"] for r in a] == [r["source_tokens"] for r in b]  # counted in the batches
+    assert [r["target_tokens"] for r in a] == [r["target_tokens"] for r in b]
     for x, y in zip(a, b):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-4, abs=1e-5)
         for source, value in x.get("val_loss", {}).items():

@@ -27,8 +27,13 @@ def test_small_recipe_end_to_end(tmp_path, cli, recipe):
     for phase, cfg in zip(lock["phases"], recipe["phases"]):
         for source, weight in cfg["weights"].items():
             assert abs(phase["samples_per_source"][source] - weight * phase["samples"]) < 1
-    assert records[-1]["source_tokens"] == {
-        s: sum(p["tokens_per_source"][s] for p in lock["phases"]) for s in ("prose", "code")}
+    # target tokens counted in the batches: every window position but the first, less <fim_pad>
+    planned = {s: sum(p["tokens_per_source"][s] for p in lock["phases"]) for s in ("prose", "code")}
+    seen = records[-1]["source_tokens"]
+    assert seen["prose"] == planned["prose"]  # no FIM on prose: 64 targets per sample
+    assert planned["code"] - 8 * 6 * 64 < seen["code"] <= planned["code"]  # FIM pads only in p2's code
+    assert sum(r["target_tokens"] for r in records) == sum(seen.values())
+    assert all(r["tokens"] == 8 * 65 for r in records)  # inputs, as fed: T + 1 per window
     evaluated = [r["step"] + 1 for r in records if "val_loss" in r]
     assert evaluated == [4, 6, 8, 12]
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == \

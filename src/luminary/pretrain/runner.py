@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,16 +33,26 @@ from luminary.train import Deployer, build_phased_schedule
 from luminary.train.labels import IGNORE
 from luminary.train.losses import causal_lm_loss
 from luminary.train.run import CAUSAL_LM, fit_run, start_run
-from luminary.train.trainer import Callback
+from luminary.train.trainer import TALLY, Callback
 
 
-def pretrain_collate(examples: list[dict], fim_pad: int | None = None) -> dict[str, torch.Tensor]:
-    """Stack fixed-length samples; ``<fim_pad>`` positions are not predicted."""
+def pretrain_collate(examples: list[dict], fim_pad: int | None = None,
+                     sources: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Stack fixed-length samples; ``<fim_pad>`` positions are not predicted.
+
+    The batch's tally counts, per source, the target tokens it trains on: the
+    positions 1..T of each (T+1)-token window that are not ``<fim_pad>``
+    (token 0 is only ever an input).
+    """
     ids = torch.as_tensor(np.stack([e["input_ids"] for e in examples]))  # (B, T+1)
     labels = ids.clone()
     if fim_pad is not None:
         labels[labels == fim_pad] = IGNORE
-    return {"input_ids": ids, "labels": labels}
+    targets = (labels[:, 1:] != IGNORE).sum(dim=1).tolist()
+    tally = dict.fromkeys(sources, 0)
+    for example, n in zip(examples, targets):
+        tally[example["source"]] = tally.get(example["source"], 0) + n
+    return {"input_ids": ids, "labels": labels, TALLY: tally}
 
 
 def phase_end_steps(recipe: Recipe, boundaries: list[int], total: int) -> tuple[int, ...]:
@@ -51,30 +62,21 @@ def phase_end_steps(recipe: Recipe, boundaries: list[int], total: int) -> tuple[
 
 
 class PretrainLog(Callback):
-    """Adds the phase, tokens per source, and per-source validation loss to each record."""
+    """Adds the phase, the target tokens of the step and of each source so far (counted in the
+    batches), and per-source validation loss to each record."""
 
     def __init__(self, data: PreparedData, eval_steps: list[int], batch_size: int):
         self.mixture = data.mixture
         self.eval_steps = set(eval_steps)
         self.batch_size = batch_size
-        self.seq_len = data.mixture.sources[0].seq_len
         self.validation = {n: data.mixture.validation(d) for d, n in enumerate(data.mixture.names)}
-
-    def source_tokens(self, steps_done: int) -> dict[str, int]:
-        """Tokens seen per source after ``steps_done`` steps (a pure function of the recipe)."""
-        m = self.mixture
-        counts = np.zeros(len(m.names), dtype=np.int64)
-        for p, phase in enumerate(m.phases):
-            done = min(max(steps_done - phase.start_step, 0), phase.steps)
-            if done:
-                assign, _ = m.blend(p)
-                counts += np.bincount(assign[: done * m.global_batch], minlength=len(m.names))
-        return {n: int(c) * self.seq_len for n, c in zip(m.names, counts)}
 
     def on_step_end(self, trainer, record):
         step = record["step"]
         record["phase"] = self.mixture.phases[self.mixture.phase_of_step(step)].name
-        record["source_tokens"] = self.source_tokens(step + 1)
+        tally = record.pop(TALLY, {})
+        record["target_tokens"] = sum(tally.values())  # this step's, counted in the batch itself
+        record["source_tokens"] = {name: trainer.tallies_seen.get(name, 0) for name in self.mixture.names}
         if step + 1 in self.eval_steps:
             record["val_loss"] = {
                 name: trainer.evaluate(examples, self.batch_size)["loss"]
@@ -132,7 +134,7 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     eval_steps = policy.due_steps(total, ends)
     fim_pad = data.mixture.fim_tokens.pad if data.mixture.fim_tokens else None
     result = fit_run(
-        deployer, source, functools.partial(pretrain_collate, fim_pad=fim_pad),
+        deployer, source, functools.partial(pretrain_collate, fim_pad=fim_pad, sources=tuple(data.mixture.names)),
         functools.partial(causal_lm_loss, fused=deploy.fused_cross_entropy), data.mixture,
         per_device_batch_size=t.micro_batch, global_batch=t.global_batch, max_steps=total,
         optimizer=t.optimizer, schedule=lambda _: schedule, max_grad_norm=t.max_grad_norm, tokenizer=data.tokenizer,

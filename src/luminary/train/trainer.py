@@ -100,6 +100,9 @@ def unpack_loss(out: Any) -> tuple[torch.Tensor, Any, dict[str, Any]]:
     return out["loss"], out.get("count", 1.0), extra
 
 
+TALLY = "tally"  # a collated batch's counts by name (same names in every batch), summed into the step's record
+
+
 def count_tokens(batch: Any) -> int:
     """Tokens in a collated batch: its attention mask's sum, else its input ids."""
     if isinstance(batch, dict):
@@ -122,10 +125,11 @@ class Prefetcher:
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[int, tuple[list[Any], Future]] = {}
 
-    def _make(self, examples: list[Any]) -> tuple[Any, int]:
+    def _make(self, examples: list[Any]) -> tuple[Any, int, dict[str, int]]:
         batch = self.collate_fn(examples)
+        tally = (batch.pop(TALLY, None) or {}) if isinstance(batch, dict) else {}
         tokens = count_tokens(batch)
-        return (pin_tree(batch) if self.pin else batch), tokens
+        return (pin_tree(batch) if self.pin else batch), tokens, tally
 
     def submit(self, examples: list[Any] | None) -> None:
         if not self.enabled or examples is None:
@@ -134,8 +138,8 @@ class Prefetcher:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="luminary-collate")
         self._ahead[id(examples)] = (examples, self._pool.submit(self._make, examples))
 
-    def get(self, examples: list[Any]) -> tuple[Any, int]:
-        """(batch, its tokens) for ``examples``: the prefetched one if it is this, else made now."""
+    def get(self, examples: list[Any]) -> tuple[Any, int, dict[str, int]]:
+        """(batch, its tokens, its tally) for ``examples``: the prefetched one if it is this, else made now."""
         ahead = self._ahead.pop(id(examples), None)
         if ahead is not None and ahead[0] is examples:
             return ahead[1].result()
@@ -209,6 +213,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.step = 0
         self.tokens_seen = 0
+        self.tallies_seen: dict[str, int] = {}  # the batches' tallies summed over the run
         self.source: Any = None
         self.metrics: MetricsLog | None = None
         self.sinks: Sinks | None = None
@@ -245,10 +250,13 @@ class Trainer:
         model.train()
         sums: dict[str, torch.Tensor] = {}
         tokens = 0
+        tallies: dict[str, float] = {}
         for i, micro in enumerate(micro_batches):
-            batch, n_tokens = self.prefetcher.get(micro)
+            batch, n_tokens, tally = self.prefetcher.get(micro)
             self.prefetcher.submit(micro_batches[i + 1] if i + 1 < len(micro_batches) else upcoming)
             tokens += n_tokens
+            for name, n in tally.items():
+                tallies[name] = tallies.get(name, 0.0) + float(n)
             batch = d.to_device(batch)
             with d.gradient_sync(model, i == len(micro_batches) - 1), d.forward_context():
                 loss, count, extra = unpack_loss(self.loss_fn(model, batch, True))
@@ -258,6 +266,8 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + torch.as_tensor(value, device=loss.device).float() * count
             sums["count"] = sums.get("count", 0.0) + count
         sums["tokens"] = torch.tensor(float(tokens), device=loss.device)
+        for name, n in tallies.items():  # every rank has the same names: the collate function gives them all
+            sums[f"{TALLY}\0{name}"] = torch.tensor(n, device=loss.device)
         # a stop asked for by a signal travels with the step's sums: every rank stops after the same step
         sums["stop"] = torch.tensor(float(self.stop_signal is not None), device=loss.device)
         keys = sorted(sums)
@@ -271,11 +281,14 @@ class Trainer:
         total = dict(zip(keys, totals_list))
         count = max(total.pop("count"), 1e-12)
         tokens = int(total.pop("tokens"))
+        tally = {key.split("\0", 1)[1]: int(total.pop(key)) for key in list(total) if key.startswith(f"{TALLY}\0")}
         self.stop_agreed = total.pop("stop") > 0
         if not math.isfinite(total["loss"]) or not math.isfinite(norm):
             raise LuminaryError(f"step {self.step}: loss or gradient norm is not finite (lower the learning rate?)")
         record = {"step": self.step, "lr": lr, "grad_norm": norm, "tokens": tokens}
         record.update({k: v / count for k, v in total.items()})
+        if tally:
+            record[TALLY] = tally
         return record
 
     # --- the loop --------------------------------------------------------------------
@@ -338,6 +351,8 @@ class Trainer:
                     record["batch_sha256"] = batch_hash([g for part in d.all_gather_objects(digests) for g in part])
                     self.step += 1
                     self.tokens_seen += record["tokens"]
+                    for name, n in record.get(TALLY, {}).items():
+                        self.tallies_seen[name] = self.tallies_seen.get(name, 0) + n
                     if evaluation is not None and evaluation.due(self.step, last_step):
                         record.update(self._evaluate(evaluation, per_device_batch_size))
                     elapsed = time.perf_counter() - t0
@@ -444,7 +459,7 @@ class Trainer:
         sums: dict[str, float] = {"loss": 0.0, "count": 0.0}
         with torch.no_grad():
             for b, chunk in enumerate(chunks):
-                batch, _ = self.prefetcher.get(chunk)
+                batch, _, _ = self.prefetcher.get(chunk)
                 self.prefetcher.submit(chunks[b + 1] if b + 1 < len(chunks) else None)
                 with d.forward_context():
                     loss, count, extra = unpack_loss(self.loss_fn(model, d.to_device(batch), False))
@@ -469,6 +484,8 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------
     def trainer_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.step, "tokens_seen": self.tokens_seen}
+        if self.tallies_seen:
+            state["tallies_seen"] = dict(self.tallies_seen)
         if self.best_watch is not None:
             state["best_checkpoint"] = {**self.best_watch.state_dict(), "latest": self.best_latest}
         if self.stop_watch is not None:
@@ -545,6 +562,7 @@ class Trainer:
         set_rng_state(ckpt.load_named_state(folder, "rng"))
         self.step = int(state["step"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.tallies_seen = {k: int(v) for k, v in state.get("tallies_seen", {}).items()}
         if self.best_watch is not None and "best_checkpoint" in state:
             self.best_watch.load_state_dict(state["best_checkpoint"])
             self.best_latest = state["best_checkpoint"].get("latest")
