@@ -323,6 +323,25 @@ def weight_index_files(folder: str | Path) -> list[Path] | None:
     return files
 
 
+def remote_code_files(folder: str | Path) -> list[Path]:
+    """The Python files a folder's ``config.json`` ``auto_map`` names (``modeling_crystal.Crystal…``
+    -> ``modeling_crystal.py``), each inside the folder and present; the files that go with the
+    weights so the folder loads with ``trust_remote_code=True``. Only files, never run here."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    data = read_json(config) if config.is_file() else {}
+    auto_map = data.get("auto_map") if isinstance(data, dict) else None
+    if not isinstance(auto_map, dict):
+        return []
+    names = set()
+    for ref in auto_map.values():
+        for one in ref if isinstance(ref, list) else [ref]:
+            if isinstance(one, str) and "--" not in one:  # "repo--module.Class" points at another repository
+                names.add(one.rsplit(".", 1)[0] + ".py")
+    files = [contained(folder, name, "config.json auto_map module") for name in sorted(names)]
+    return [f for f in files if f.is_file()]
+
+
 def read_safetensors_folder(folder: str | Path) -> dict[str, torch.Tensor]:
     """Every tensor of the ``*.safetensors`` files directly in ``folder`` (a model or checkpoint folder)."""
     files = sorted(Path(folder).glob("*.safetensors"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, read_json, sha256_file, write_manifest
+from luminary.core.io import atomic_dir, read_json, remote_code_files, sha256_file, write_manifest
 from luminary.core.locks import locked
 from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
@@ -33,9 +33,11 @@ HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenize
 
 
 def _copy_checkpoint(src: Path, dst: Path) -> None:
+    """Weights, configs, tokenizer and the modeling code the config's ``auto_map`` names."""
     dst.mkdir(parents=True)
+    code = {p.name for p in remote_code_files(src)}
     for path in sorted(src.iterdir()):
-        if path.is_file() and (path.suffix == ".safetensors" or path.name in HF_FILES
+        if path.is_file() and (path.suffix == ".safetensors" or path.name in HF_FILES or path.name in code
                                or path.name == "model.safetensors.index.json"):
             shutil.copy2(path, dst / path.name)
 

@@ -19,7 +19,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from luminary.models.crystal.configuration_crystal import CrystalConfig
+from .configuration_crystal import CrystalConfig  # relative: the folder's own copy under trust_remote_code
 
 try:  # transformers >= 5: init functions that skip weights already loaded
     from transformers import initialization as init
@@ -307,3 +307,10 @@ class CrystalForCausalLM(CrystalPreTrainedModel, GenerationMixin):
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{_CACHE_FIELD: getattr(out, _CACHE_FIELD)})
+
+
+# Every folder a Crystal model is saved to carries these two files and an ``auto_map``
+# (transformers' convention), so it loads with ``trust_remote_code=True`` where luminary is not installed.
+CrystalConfig.register_for_auto_class()
+CrystalModel.register_for_auto_class("AutoModel")
+CrystalForCausalLM.register_for_auto_class("AutoModelForCausalLM")
