@@ -8,6 +8,7 @@ tokens from StarCoder (``<fim_prefix>``, ``<fim_middle>``, ``<fim_suffix>``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -46,5 +47,26 @@ def wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     )
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: str | Path) -> None:
+PLACEHOLDER_MAX_LENGTH = int(1e29)  # transformers' VERY_LARGE_INTEGER (1e30) means "no limit given"
+
+
+def save_tokenizer(tokenizer, folder: str | Path, model_max_length: int | None = None) -> None:
+    """``save_pretrained``, with a ``tokenizer_config.json`` that transformers 4.4x reads as 5.x does.
+
+    transformers 5 writes ``tokenizer_class: TokenizersBackend`` and the specials beyond BOS/EOS/pad
+    as an ``extra_special_tokens`` list; 4.x knows neither. Both versions read the older spelling,
+    ``PreTrainedTokenizerFast`` and ``additional_special_tokens``, to the same tokenizer. With
+    ``model_max_length`` (the model's context), that replaces the 1e30 placeholder.
+    """
     tokenizer.save_pretrained(str(folder))
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(config.get("extra_special_tokens"), list):
+        config["additional_special_tokens"] = config.pop("extra_special_tokens")
+    if model_max_length:
+        config["model_max_length"] = int(model_max_length)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -24,7 +24,8 @@ from luminary.data.mixture import Mixture, Phase, SourceSamples, blend_drift
 from luminary.pretrain.recipe import Recipe, phase_steps
 from luminary.data.shards import Shard, build_shard, tokenizer_hash
 from luminary.data.sources import load_documents
-from luminary.data.tokenizer import train_bpe
+from luminary.data.tokenizer import save_tokenizer, train_bpe
+from luminary.models.presets import build_config
 
 LOCK = "recipe.lock.json"
 
@@ -57,8 +58,10 @@ def _tokenizer(recipe: Recipe, run_dir: Path, documents: dict[str, list[str]]) -
         sample.extend(docs[i] for i in sorted(take))
     info(f"training a {recipe.tokenizer.vocab_size}-token byte-level BPE on {len(sample)} documents")
     tok = train_bpe(sample, recipe.tokenizer.vocab_size, recipe.tokenizer.min_frequency)
+    context = getattr(build_config(recipe.model.preset, recipe.model.vocab_size or len(tok),
+                                   **recipe.model.overrides), "max_position_embeddings", None)
     with atomic_dir(folder, overwrite=True) as tmp:
-        tok.save_pretrained(str(tmp))
+        save_tokenizer(tok, tmp, context)
     AutoTokenizer.from_pretrained(str(folder))  # loads back
     return folder
 

@@ -26,6 +26,7 @@ from luminary.core.errors import LuminaryError
 from luminary.core.io import (atomic_dir, load_state, read_json, read_safetensors_folder, save_state, sweep_temporaries,
                               write_manifest)
 from luminary.core.runs import TRAINER_STATE, list_checkpoints
+from luminary.data.tokenizer import save_tokenizer
 
 
 def save_checkpoint(
@@ -42,7 +43,7 @@ def save_checkpoint(
     with atomic_dir(folder, overwrite=True) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp, getattr(model.config, "max_position_embeddings", None))
         state_dir = tmp / TRAINER_STATE
         state_dir.mkdir()
         (state_dir / "trainer.json").write_text(json.dumps(trainer_state, indent=2))
