@@ -62,13 +62,14 @@ def test_a_symlinked_folder_is_listed(copy):
 
 
 def test_weights_changed_and_the_manifest_rewritten_still_fail(copy):
-    weights = copy / "checkpoints" / "ckpt_002" / "model.safetensors"
+    name = json.loads((copy / "index.json").read_text())["checkpoints"][2]["checkpoint"]
+    weights = copy / name / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01
     weights.write_bytes(bytes(data))
     write_manifest(copy)  # the tamperer rewrites the manifest to match
     problems = verify_release(copy, rebuild=False)
-    assert problems == ["checkpoints/ckpt_002/model.safetensors: sha256 differs from what index.json records"]
+    assert problems == [f"{name}/model.safetensors: sha256 differs from what index.json records"]
 
 
 def test_an_index_pointing_outside_is_named(copy):
@@ -81,7 +82,7 @@ def test_an_index_pointing_outside_is_named(copy):
 
 
 def test_a_checkpoint_shard_index_leaving_the_release_is_named(copy):
-    ckpt = copy / "checkpoints" / "ckpt_000"
+    ckpt = copy / json.loads((copy / "index.json").read_text())["checkpoints"][0]["checkpoint"]
     shutil.copy2(ckpt / "model.safetensors", copy.parent / "outside" / "model.safetensors")
     keys = json.loads(Path(ckpt / "config.json").read_text())  # any JSON: only the weight map matters
     assert keys

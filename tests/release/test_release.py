@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import torch
 import yaml
 
 from luminary.core.runs import read_metrics
@@ -33,9 +34,17 @@ def test_release_layout_index_and_card(release_dir, run_dir):
     card = (release_dir / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     assert front["license"] and front["datasets"] and "luminary" in front["tags"]
-    from transformers import AutoModelForCausalLM
+    # shaped like OLMo's revisions: named by step and tokens, the final model at the root
+    names = [e["checkpoint"] for e in index["checkpoints"]]
+    assert names[0] == f"checkpoints/step{index['checkpoints'][0]['step']:06d}-tokens576"  # 3 steps × 4 × 48
+    assert names[-1] == f"checkpoints/step{index['checkpoints'][-1]['step']:06d}-tokens1.92K"  # 10 × 4 × 48
+    assert index["final"] == names[-1]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    AutoModelForCausalLM.from_pretrained(release_dir / "checkpoints" / "ckpt_004")
+    root = AutoModelForCausalLM.from_pretrained(release_dir)
+    final = AutoModelForCausalLM.from_pretrained(release_dir, subfolder=names[-1])
+    assert all(torch.equal(a, b) for a, b in zip(root.state_dict().values(), final.state_dict().values()))
+    assert AutoTokenizer.from_pretrained(release_dir)("def f").input_ids
 
 
 def test_every_step_rebuilt_from_the_release_hashes_to_the_log(release_dir):

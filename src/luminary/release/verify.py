@@ -50,7 +50,7 @@ def verify_release(release: str | Path, data_dir: str | Path | None = None, rebu
     try:
         index = read_json(release / "index.json")
         logged = {r["step"]: r.get("batch_sha256") for r in read_metrics(release / "metrics.jsonl")}
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, LuminaryError) as exc:
         # a damaged index or log is already named by the manifest check; nothing more can be rebuilt
         return problems or [f"index.json or metrics.jsonl: unreadable ({exc})"]
     batch = index["global_batch"]

@@ -1,6 +1,10 @@
 """``luminary release RUN --out DIR``: a pretraining run as an LLM360-style release.
 
-    DIR/checkpoints/ckpt_NNN/   each checkpoint as a Hugging Face folder
+    DIR/config.json, model.safetensors, tokenizer files, ...
+                                the final model, at the root (``from_pretrained(DIR)``)
+    DIR/checkpoints/stepNNNNNN-tokensX/
+                                each checkpoint as a Hugging Face folder, named by its step and the
+                                target tokens seen, as OLMo's revisions are (``subfolder=``)
     DIR/chunks/train_NNN.jsonl  the samples seen after checkpoint N−1 and up to N
     DIR/index.json              per checkpoint: step, phase, lr, loss, tokens per source, files, sha256s
     DIR/metrics.jsonl           the run's log;  DIR/recipe.json, recipe.lock.json, tokenizer/
@@ -15,6 +19,7 @@ a run killed and resumed releases byte-identical chunks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,28 @@ def _copy_checkpoint(src: Path, dst: Path) -> None:
             shutil.copy2(path, dst / path.name)
 
 
+def checkpoint_name(step: int, tokens: int | None) -> str:
+    """``step000480-tokens1.97M``: the step and the target tokens seen (3 significant digits)."""
+    if tokens is None:
+        return f"step{step:06d}"
+    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if tokens >= size:
+            return f"step{step:06d}-tokens{tokens / size:.3g}{unit}"
+    return f"step{step:06d}-tokens{tokens}"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Weights hard-linked (the final model at the root costs no second copy; nobody edits a
+    safetensors file in place), every other file copied, so editing one never edits both."""
+    if src.suffix == ".safetensors":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
 def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overwrite: bool = False) -> Path:
     from luminary.pretrain.runner import open_run
 
@@ -64,14 +91,16 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
         previous = 0
         with progress_bar("release", len(checkpoints)) as bar:
             for i, (step, folder) in enumerate(checkpoints):
-                name = f"ckpt_{i:03d}"
+                record = metrics[step - 1]
+                tokens = sum(record["source_tokens"].values()) if record.get("source_tokens") else None
+                name = checkpoint_name(step, tokens)
                 _copy_checkpoint(folder, tmp / "checkpoints" / name)
                 chunk = tmp / "chunks" / chunk_name(i, fmt)
                 write_chunk(chunk, chunk_samples(mixture, previous, step), fmt)
-                record = metrics[step - 1]
                 entries.append({
                     "checkpoint": f"checkpoints/{name}",
                     "step": step,
+                    "tokens": tokens,
                     "phase": record.get("phase"),
                     "lr": record["lr"],
                     "loss": record["loss"],
@@ -86,13 +115,16 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
                 })
                 previous = step
                 bar.advance()
+        final = tmp / entries[-1]["checkpoint"]
+        for path in sorted(final.iterdir()):
+            _link_or_copy(path, tmp / path.name)
         shutil.copytree(data.tokenizer_dir, tmp / "tokenizer",
                         ignore=shutil.ignore_patterns(".tmp-*"))
         shutil.copy2(run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
         shutil.copy2(run_dir / "recipe.lock.json", tmp / "recipe.lock.json")
         (tmp / "recipe.json").write_text(json.dumps(read_json(run_dir / "run.json")["config"], indent=2))
         index = {"format": fmt, "global_batch": mixture.global_batch, "seq_len": recipe.train.seq_len,
-                 "checkpoints": entries}
+                 "final": entries[-1]["checkpoint"], "checkpoints": entries}
         (tmp / "index.json").write_text(json.dumps(index, indent=2))
         (tmp / "README.md").write_text(model_card(recipe, data.lock, entries))
         write_manifest(tmp)
