@@ -39,16 +39,9 @@ DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bf
 
 
 def output_config(plan: MergePlan) -> dict[str, Any]:
-    config = json.loads(json.dumps(plan.models[plan.reference].config))  # a deep copy
-    for path, n in plan.layer_counts.items():  # a multi-module model: each module's own count
-        *parents, key = path.split(".")
-        node = config
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node[key] = n
+    config = dict(plan.models[plan.reference].config)
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if not plan.layer_counts and key in config:
+        if key in config:
             config[key] = plan.num_layers
             break
     if plan.vocab is not None:

@@ -67,25 +67,13 @@ def check_overrides(overrides: dict[str, str]) -> None:
         check_style(style, f"deploy.tp_overrides '{pattern}'")
 
 
-def plan_tensor_parallel(twin: nn.Module, mesh: DeviceMesh, overrides: dict[str, str] | None = None,
-                         check: bool = True, declared: dict[str, str] | None = None) -> Plan:
+def plan_tensor_parallel(twin: nn.Module, tp_mesh: DeviceMesh, overrides: dict[str, str] | None = None) -> Plan:
     """The automatic plan for ``twin`` (a real model), checked numerically on a copy of it.
 
-    ``mesh``: the ("dp", "tp") mesh (or a 1-D tensor-parallel one). With
-    ``check`` the copy takes one whole training step under the mesh against
-    one process (``luminary.parallel.check``: logits, loss, every gradient,
-    the updated weights); without it, one forward pass on the probe input. A
-    plan that changes the numbers is an error, not a silent 4.853 against
-    4.849 (specs/redco.md). ``declared``: module glob -> style, applied as given.
+    A plan that changes the model's output on the probe input is an error, not
+    a silent 4.853 against 4.849 (specs/redco.md).
     """
-    names = mesh.mesh_dim_names or ()
-    tp_mesh = mesh["tp"] if "tp" in names and mesh.ndim > 1 else mesh
-    plan = auto_plan(twin, tp_mesh.size(), overrides, declared=declared)
-    if check and "dp" in names:
-        from luminary.parallel.check import check_training_step
-
-        check_training_step(twin, mesh, plan)
-        return plan
+    plan = auto_plan(twin, tp_mesh.size(), overrides)
     probe = probe_inputs(twin)
     reference = run_probe(twin, probe)
     split = copy.deepcopy(twin)
@@ -144,27 +132,11 @@ def expand_plan(plan: Plan, twin: nn.Module, model: nn.Module) -> Plan | None:
     return out
 
 
-def eager_attention(model: nn.Module) -> None:
-    """Eager attention (matmuls) in every config of ``model``.
-
-    DTensor has no sharding rule for the CPU flash-attention kernel and
-    decomposes it op by op, for minutes. ``set_attn_implementation`` is not
-    enough for Falcon, which refuses eager attention with a warning and reads
-    ``config._attn_implementation`` at each forward: so it is set there too.
-    """
-    if hasattr(model, "set_attn_implementation"):
-        with contextlib.suppress(ValueError, ImportError):
-            model.set_attn_implementation("eager")
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and getattr(config, "_attn_implementation", None) not in (None, "eager"):
-            config._attn_implementation = "eager"
-
-
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan) -> None:
     """Split the modules of ``plan`` over ``tp_mesh`` and tie shared weights again."""
-    if plan.needs_implicit_replication and tp_mesh.device_type == "cpu":
-        eager_attention(model)
+    if plan.needs_implicit_replication and tp_mesh.device_type == "cpu" and hasattr(model, "set_attn_implementation"):
+        # DTensor has no sharding rule for the CPU flash-attention kernel; eager attention is matmuls
+        model.set_attn_implementation("eager")
     ties = tie_groups(model)
     modules = dict(model.named_modules())
     for name, entry in plan.entries.items():
@@ -222,10 +194,7 @@ class _ReplicatePlain(TorchFunctionMode):
     "got mixed torch.Tensor and DTensor"), and the gradient of a plain
     parameter (T5's relative position bias) comes back as a DTensor where
     FSDP expects a plain one. ``DTensor.from_local`` is differentiable and its
-    backward hands back a plain, replicated gradient. Boolean masks become
-    replicated DTensors too: ``masked_fill`` saves its mask for the backward,
-    which then meets the DTensor gradient outside the context (MPT:
-    "aten.masked_fill.Scalar got mixed torch.Tensor and DTensor").
+    backward hands back a plain, replicated gradient.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -240,9 +209,7 @@ class _ReplicatePlain(TorchFunctionMode):
 
 
 def _plain_float(t: Any) -> bool:
-    """A plain floating-point tensor or a boolean mask: what autograd may save beside a DTensor."""
-    return (isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.ndim > 0
-            and (t.is_floating_point() or t.dtype == torch.bool))
+    return isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.is_floating_point() and t.ndim > 0
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from luminary.core.errors import LuminaryError
-from luminary.parallel.declared import match_declared
 from luminary.parallel.experts import bank_params, split_candidates
 from luminary.parallel.simulate import choose_bank_splits, group_signature, local_output_check
 from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
@@ -41,9 +40,8 @@ from luminary.parallel.trace import Trace, dense_kind, match_overrides, trace
 MAX_ROUNDS = 16
 INNER_PARAMS = ("whole parameters (a per-head norm) work on its split values, "
                 "so each rank would see part of their gradient")
-HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "num_kv_heads", "n_head", "n_heads", "n_head_kv",
-               "n_kv_heads", "num_heads", "kv_n_heads", "encoder_attention_heads", "decoder_attention_heads",
-               "multi_query_group_num")
+HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
+               "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
 
 
 @dataclass(frozen=True)
@@ -124,47 +122,28 @@ def check_heads(model: nn.Module | Any, tp_size: int, field: str = "deploy.tp") 
     any process group starts, so a bad mesh never costs a rendezvous.
     """
     configs = [model if not isinstance(model, nn.Module) else getattr(model, "config", None)]
-    configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder", "attn_config")
-                ] if configs[0] else []
+    configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder")] if configs[0] else []
     for config in filter(None, configs):
-        for key, heads in head_counts(config).items():
-            if heads % tp_size:
-                raise LuminaryError(f"{field}: the model's {key} = {heads} is not divisible by {tp_size} "
-                                    "(each rank needs whole heads); choose a tp that divides it, or train it "
-                                    "data-parallel (deploy.tp: 1)")
-
-
-def head_counts(config: Any) -> dict[str, int]:
-    """Every head count a config states, and the key/value heads it implies.
-
-    ``multi_query`` without Falcon's ``new_decoder_architecture`` means one
-    key/value head whatever ``num_kv_heads`` says (Falcon-7B, GPT-BigCode).
-    """
-    counts = {key: v for key in HEAD_FIELDS
-              if isinstance(v := getattr(config, key, None), int) and not isinstance(v, bool) and v > 0}
-    if getattr(config, "multi_query", False) is True and not getattr(config, "new_decoder_architecture", False):
-        counts["multi_query (one key/value head)"] = 1
-    return counts
+        for key in HEAD_FIELDS:
+            heads = getattr(config, key, None)
+            if isinstance(heads, int) and heads > 0 and heads % tp_size:
+                raise LuminaryError(f"{field}: the model's {key} = {heads} is not divisible by {tp_size}")
 
 
 def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None = None,
-              probe: dict[str, Any] | None = None, declared: dict[str, str] | None = None) -> Plan:
+              probe: dict[str, Any] | None = None) -> Plan:
     """The tensor-parallel plan for ``model`` on ``tp_size`` ranks.
 
     ``overrides``: module-name glob -> style; they are fixed before the data
     flow is read, so the layers after an overridden one adapt to it.
-    ``declared``: a declared plan (``luminary.parallel.declared``: the user's,
-    or transformers' ``tp_plan``), glob -> style, applied as given the same
-    way; the automatic plan fills the rest, and overrides win over it.
     """
     if tp_size < 1:
         raise LuminaryError(f"tp_size must be >= 1, got {tp_size}")
-    for pattern, style in {**(declared or {}), **(overrides or {})}.items():
+    for pattern, style in (overrides or {}).items():
         check_style(style, f"parallel override '{pattern}'")
     check_heads(model, tp_size, "tp")
     probe = probe if probe is not None else probe_inputs(model)
-    given = match_declared(model, declared or {})
-    forced = {**given, **match_overrides(model, overrides or {})}
+    forced = match_overrides(model, overrides or {})
     t, dissolved, dtensor = _settle(model, tp_size, forced, probe)
     roles, reasons = dict(t.roles), dict(t.reasons)
     for g in t.groups:
@@ -174,7 +153,7 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
                 roles[c], reasons[c] = "colwise_dtensor", why + "; outputs kept as DTensors"
     reasons.update(dissolved)
     for name, style in forced.items():
-        reasons[name] = f"declared: {style}" if name in given and given[name] == style else f"override: {style}"
+        reasons[name] = f"override: {style}"
     modules = dict(model.named_modules())
     splits = _bank_splits(model, t, roles, reasons, tp_size, probe)
     plan = Plan(tp_size)

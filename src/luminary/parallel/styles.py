@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
-
 from torch import nn
 from torch.distributed.tensor import DeviceMesh, Replicate, Shard, distribute_module, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, RowwiseParallel
@@ -65,21 +63,6 @@ def shard_shape(kind: str, style: str, shape: tuple[int, ...], tp_size: int) -> 
     return tuple(out)
 
 
-class _OwnedRowwise(RowwiseParallel):
-    """``RowwiseParallel`` whose local output is a tensor of its own, not a view.
-
-    ``DTensor.to_local`` hands back a view made inside an autograd Function;
-    model code that adds to it in place (Falcon's ``mlp_output += attention_output``)
-    then fails in a forward with gradients. One copy of the summed output
-    (the hidden state's size) is the price.
-    """
-
-    @staticmethod
-    def _prepare_output_fn(output_layouts, use_local_output, mod, outputs, device_mesh):
-        out = RowwiseParallel._prepare_output_fn(output_layouts, use_local_output, mod, outputs, device_mesh)
-        return out.clone() if use_local_output and out.requires_grad and torch.is_grad_enabled() else out
-
-
 class _Conv1DColwise(ColwiseParallel):
     """Column split of a transformers ``Conv1D`` (weight (in, out): ``Shard(1)``, bias ``Shard(0)``)."""
 
@@ -97,7 +80,7 @@ class _Conv1DColwise(ColwiseParallel):
         )
 
 
-class _Conv1DRowwise(_OwnedRowwise):
+class _Conv1DRowwise(RowwiseParallel):
     """Row split of a transformers ``Conv1D`` (weight ``Shard(0)``, bias replicated)."""
 
     def _partition_conv1d(self, name, module, mesh):
@@ -122,7 +105,7 @@ def build_style(style: str, kind: str, split: dict | None = None) -> ParallelSty
     if style == "experts" and kind == "experts":
         return ExpertsParallel({n: tuple(v) for n, v in (split or {}).items()})
     conv = kind == "conv1d"
-    col, row = (_Conv1DColwise, _Conv1DRowwise) if conv else (ColwiseParallel, _OwnedRowwise)
+    col, row = (_Conv1DColwise, _Conv1DRowwise) if conv else (ColwiseParallel, RowwiseParallel)
     if style == "colwise":
         return col()
     if style == "colwise_dtensor":
@@ -132,5 +115,5 @@ def build_style(style: str, kind: str, split: dict | None = None) -> ParallelSty
     if style == "rowwise":
         return row()
     if style == "vocab_embedding" and kind == "embedding":
-        return _OwnedRowwise(input_layouts=Replicate())
+        return RowwiseParallel(input_layouts=Replicate())
     raise LuminaryError(f"tensor-parallel style '{style}' does not apply to a {kind} module")

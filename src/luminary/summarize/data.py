@@ -44,10 +44,7 @@ def _check_strings(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
 
 
 def read_pairs(path: str | Path) -> list[dict[str, Any]]:
-    """(document, summary) rows; a missing field names the line; each row gets an ``id`` (its own or its number).
-
-    An optional ``group`` (say, the module a class belongs to) holds documents out together.
-    """
+    """(document, summary) rows; a missing field names the line; each row gets an ``id`` (its own or its number)."""
     path = Path(path)
     rows = read_jsonl(path, required=("document", "summary"))
     _check_strings(path, rows, ("document", "summary"))
@@ -103,10 +100,8 @@ def build_data(input: str | Path, out: str | Path, knowledge: str = "wordnet", e
         entities = [document_aspects(r["summary"], source, extractor) for r in rows]
         drawn = [draw_neighbours(r["id"], ents, source, seed) for r, ents in zip(rows, entities)]
     examples = build_examples(rows, source, entities, drawn, max_knowledge_words)
-    group = {r["id"]: str(r.get("group", r["id"])) for r in rows}  # documents held out together
-    held_ids = {i for i, g in group.items() if is_heldout(g, heldout, seed)}
-    train = [e for e in examples if e["doc_id"] not in held_ids]
-    held = [e for e in examples if e["doc_id"] in held_ids]
+    train = [e for e in examples if not is_heldout(e["doc_id"], heldout, seed)]
+    held = [e for e in examples if is_heldout(e["doc_id"], heldout, seed)]
     stats = {**statistics(len(rows), examples), "train_examples": len(train), "heldout_examples": len(held),
              "knowledge": source.name, "extractor": extractor_name(extractor), "seed": seed}
     with locked(out, "data folder"), atomic_dir(out, overwrite=True) as tmp:

@@ -208,18 +208,17 @@ class Deployer:
         """The tensor-parallel plan, derived and checked on a two-block twin, stretched over ``model``."""
         from luminary.parallel.apply import expand_plan, plan_tensor_parallel
 
-        # the whole ("dp", "tp") mesh: the plan is checked by one training step on it (luminary.parallel.check)
-        mesh, overrides, check = self.mesh, self.config.tp_overrides, getattr(self.config, "tp_check", True)
+        tp_mesh, overrides = self.mesh["tp"], self.config.tp_overrides
         config = getattr(model, "config", None)
         twin = source.twin() if source is not None else (
             ModelSource(config, type(model)).twin() if config is not None and hasattr(model, "_init_weights") else None)
         if twin is not None:
-            plan = expand_plan(plan_tensor_parallel(twin.to(self.device), mesh, overrides, check), twin, model)
+            plan = expand_plan(plan_tensor_parallel(twin.to(self.device), tp_mesh, overrides), twin, model)
             if plan is not None:
                 return plan
             self.log(f"{type(model).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
         whole = source.build(self.device) if source is not None else model
-        return plan_tensor_parallel(whole, mesh, overrides, check)
+        return plan_tensor_parallel(whole, tp_mesh, overrides)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":

@@ -107,8 +107,7 @@ def _decide_by_block(n: int, density: float | np.ndarray, generator: torch.Gener
             decide(block)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], density: float | np.ndarray,
-              generator: torch.Generator) -> torch.Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], density: float, generator: torch.Generator) -> torch.Tensor:
     """DARE's boolean keep mask: each entry True independently with probability ``density``."""
     mask = np.empty(math.prod(shape), dtype=np.bool_)
 
@@ -119,9 +118,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], density: float | np.ndarray,
     return torch.from_numpy(mask).reshape(shape)
 
 
-def drop_(x: torch.Tensor, density: float | np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """x ⊙ keep_mask(x.shape, density, generator), in place (the same mask, without building it);
-    ``density`` may be one probability per entry (float32, flat: DELLA's)."""
+def drop_(x: torch.Tensor, density: float, generator: torch.Generator) -> torch.Tensor:
+    """x ⊙ keep_mask(x.shape, density, generator), in place (the same mask, without building it)."""
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous():
         flat = x.view(-1).numpy()  # shares x's memory
 
@@ -160,33 +158,32 @@ def magnitude_outliers(delta: torch.Tensor, density: float, gamma: float = 0.01,
 
 
 def della_probabilities(delta: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
-    """DELLA's keep probability of each entry (float32, the shape of ``delta``; 1-d as one row).
-
-    One sort per row: the entry the sort puts at rank r gets the probability of rank r, scattered
-    back to its place (the same numbers as ranking by a second argsort, at the cost of a copy)."""
+    """DELLA's keep probability of each entry (float32, the shape of ``delta``; 1-d as one row)."""
     rows = delta.unsqueeze(0) if delta.dim() < 2 else delta
-    order = torch.argsort(rows.abs(), dim=1, stable=True)  # rank r (0 … n − 1) -> entry
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1, stable=True), dim=1).float()  # 0 … n − 1
     n = rows.shape[1]
-    spread = torch.arange(n, dtype=torch.float32, device=delta.device)
-    spread = spread / (n - 1) if n > 1 else torch.zeros_like(spread)
-    level = ((density - epsilon) + spread * (2 * epsilon)).view(1, n, *([1] * (rows.dim() - 2)))
-    probs = torch.empty(order.shape, dtype=torch.float32, device=delta.device)
-    return probs.scatter_(1, order, level.expand(order.shape)).reshape(delta.shape)
+    spread = ranks / (n - 1) if n > 1 else torch.zeros_like(ranks)
+    return ((density - epsilon) + spread * (2 * epsilon)).reshape(delta.shape)
 
 
 def della_magprune(delta: torch.Tensor, density: float, epsilon: float, generator: torch.Generator,
-                   mode: str | None = None, in_place: bool = False) -> torch.Tensor:
-    """DELLA's magnitude-ranked random drop and rescale (entries drawn as DARE's, per-entry
-    probabilities); ``in_place`` may overwrite ``delta``."""
+                   mode: str | None = None) -> torch.Tensor:
+    """DELLA's magnitude-ranked random drop and rescale (entries drawn as DARE's, per-entry probabilities)."""
     if density >= 1:
         return delta
     if density <= 0:
         return torch.zeros_like(delta)
     work = delta if delta.dtype in (torch.float32, torch.float64) else delta.float()
-    probs = della_probabilities(work, density, epsilon)
+    probs = della_probabilities(work, density, epsilon).reshape(-1).cpu().numpy().astype(np.float32)
+    mask = np.empty(probs.size, dtype=np.bool_)
+
+    def store(lo: int, hi: int, keep: np.ndarray) -> None:
+        mask[lo:hi] = keep
+
+    _decide_by_block(probs.size, probs, generator, store)
+    kept = work * torch.from_numpy(mask).reshape(work.shape).to(work.device, work.dtype)
     before = l1_norm(work) if mode == "l1" else None
-    kept = drop_(work if in_place or work is not delta else work.clone(), probs.reshape(-1).cpu().numpy(), generator)
     if mode == "density":
         # mergekit rescales DELLA by the L1 norm only; "density" divides each entry by its own probability
-        return kept.div_(probs.to(work.dtype)).to(delta.dtype)
+        return kept.div_(torch.from_numpy(probs).reshape(work.shape).to(work.device, work.dtype)).to(delta.dtype)
     return rescale_(kept, mode, density, before).to(delta.dtype)
