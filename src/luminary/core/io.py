@@ -303,20 +303,21 @@ def contained(root: str | Path, rel: str, what: str = "entry") -> Path:
     return path
 
 
-def weight_index_files(folder: str | Path) -> list[Path] | None:
-    """The shards a folder's ``model.safetensors.index.json`` names, each inside the folder and present;
-    None when the folder has no index."""
+def weight_index_files(folder: str | Path, index_name: str = WEIGHT_INDEX) -> list[Path] | None:
+    """The shards a folder's weight index (``model.safetensors.index.json``, or another such as
+    ``pytorch_model.bin.index.json``) names, each inside the folder and present; None when the folder
+    has no index."""
     folder = Path(folder)
-    index = folder / WEIGHT_INDEX
+    index = folder / index_name
     if not index.is_file():
         return None
     data = read_json(index)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict):
-        raise LuminaryError(f"{index}: not a safetensors index (no weight_map)")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise LuminaryError(f"{index}: not a weight index (no weight_map)")
     files = []
     for name in sorted(set(map(str, weight_map.values()))):
-        path = contained(folder, name, f"{WEIGHT_INDEX} shard")
+        path = contained(folder, name, f"{index_name} shard")
         if not path.is_file():
             raise LuminaryError(f"{index}: shard '{name}' is missing")
         files.append(path)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import contained, read_json
+from luminary.core.io import weight_index_files
 
 BIN = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -35,18 +35,8 @@ FLAX = "flax_model.msgpack"
 
 def pickle_weight_files(folder: Path, pickled: list[Path]) -> list[Path]:
     """The ``.bin`` files that hold the weights: the index's shards, else ``pytorch_model.bin``, else all."""
-    index = folder / BIN_INDEX
-    if index.is_file():
-        data = read_json(index)
-        weight_map = data.get("weight_map") if isinstance(data, dict) else None
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise LuminaryError(f"{index}: not a weight index (no weight_map)")
-        files = []
-        for name in sorted(set(map(str, weight_map.values()))):
-            path = contained(folder, name, f"{BIN_INDEX} shard")
-            if not path.is_file():
-                raise LuminaryError(f"{index}: shard '{name}' is missing")
-            files.append(path)
+    files = weight_index_files(folder, BIN_INDEX)
+    if files is not None:
         return files
     if (folder / BIN).is_file():
         return [folder / BIN]
