@@ -12,6 +12,17 @@ hand-written plan module by module. Styles are compared by what they split:
 - experts: moe_tp_experts (ours: an expert bank split, its parameters column and row as above);
 - anything else (local_params, embedding_colwise, all_reduce ...) is its own kind.
 
+Each module the hand-written plan names falls in one of four classes, and
+the headline ``agreement`` counts only the first:
+
+- ``split_as_hand``: split (or kept whole) as the hand-written plan does, and
+  where it is an attention projection, its heads really split (local outputs);
+- ``attention_whole``: split the same way, but its output kept as a DTensor
+  (``colwise_dtensor``) because the model code needs global shapes: the weight
+  is split, attention itself runs on all heads on every rank;
+- ``gathered_where_hand_splits``: left whole where the hand-written plan splits it;
+- ``other``: split another way (column where the hand plan has row, ...).
+
 Configs that cannot be built tiny and offline, or whose base model does not
 take token ids, are skipped, counted and listed. Prints ONE JSON object.
 
@@ -42,7 +53,8 @@ KIND = {
     "replicate": "whole", "replicated_with_grad_allreduce": "whole", "mla_kv_a_proj": "whole",
     "moe_tp_experts": "experts",
 }
-OURS = {"colwise": "column", "colwise_dtensor": "column", "colwise_gather": "column", "rowwise": "row",
+OURS = {"colwise": "column", "colwise_dtensor": "column", "colwise_gather": "column", "colwise_packed2": "column",
+        "colwise_packed3": "column", "rowwise": "row",
         "vocab_embedding": "vocab", "replicate": "whole", "experts": "experts"}
 
 SHRINK = {
@@ -135,9 +147,19 @@ def compare(model_type: str, cls: type, tp: int) -> dict:
     rows = []
     for name, style in ref.items():
         mine, why = ours_for(ours, name)
-        rows.append({"module": name, "theirs": style, "ours": mine, "agree": KIND.get(style, style) == mine,
+        rows.append({"module": name, "theirs": style, "ours": mine, "class": classify(style, mine, ours.get(name)),
                      "why": why})
     return {"architecture": model_type, "modules": rows}
+
+
+def classify(theirs: str, mine: str, entry) -> str:
+    """Which of the four classes of the module docstring a module falls in."""
+    kind = KIND.get(theirs, theirs)
+    if kind == mine:
+        return "attention_whole" if entry is not None and entry.style == "colwise_dtensor" else "split_as_hand"
+    if mine == "whole" and kind in ("column", "row", "vocab", "experts"):
+        return "gathered_where_hand_splits"
+    return "other"
 
 
 def ours_for(entries: dict, name: str) -> tuple[str, str]:
@@ -176,17 +198,22 @@ def main() -> None:
             skipped.append({"architecture": model_type, "reason": f"{type(exc).__name__}: {first}"})
         print(f"{model_type}", file=sys.stderr, flush=True)
     rows = [r for c in compared for r in c["modules"]]
-    agree = sum(r["agree"] for r in rows)
+    classes = ("split_as_hand", "attention_whole", "gathered_where_hand_splits", "other")
+    counts = {k: sum(r["class"] == k for r in rows) for k in classes}
     result = {
         "benchmark": "tp_plan_agreement",
         "tp_size": args.tp,
         "architectures": len(compared),
         "modules": len(rows),
-        "agreeing_modules": agree,
-        "agreement": agree / len(rows) if rows else 0.0,
-        "architectures_in_full_agreement": sum(all(r["agree"] for r in c["modules"]) for c in compared),
+        "agreeing_modules": counts["split_as_hand"],
+        "agreement": counts["split_as_hand"] / len(rows) if rows else 0.0,
+        "classes": counts,
+        "architectures_in_full_agreement": sum(all(r["class"] == "split_as_hand" for r in c["modules"])
+                                               for c in compared),
+        "per_architecture": {c["architecture"]: {k: sum(r["class"] == k for r in c["modules"]) for k in classes}
+                             for c in compared},
         "disagreements": [{"architecture": c["architecture"], **r} for c in compared for r in c["modules"]
-                          if not r["agree"]],
+                          if r["class"] != "split_as_hand"],
         "skipped": len(skipped),
         "skipped_architectures": skipped,
     }

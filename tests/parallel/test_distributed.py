@@ -62,7 +62,7 @@ def rows(run: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def four(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dp2tp2")
-    torchrun(4, out, "parity:2", "moe:save", "fit:2", "fit_ac:2", "reshard:4,1")
+    torchrun(4, out, "parity:2", "steps:2", "badplan:2", "moe:save", "fit:2", "fit_ac:2", "reshard:4,1")
     return out
 
 
@@ -72,7 +72,7 @@ def two(four, tmp_path_factory) -> Path:
     run = out / "resumed"
     shutil.copytree(four / "run", run)
     shutil.rmtree(run / "checkpoints" / f"step_{tf.STEPS:06d}")  # the latest is now step 2
-    torchrun(2, out, "parity:2", f"moe:load:{four / 'moe'}", f"resume:2:{run}", "fit_fp8:1", "killsave:2",
+    torchrun(2, out, "parity:2", "fallback:2", f"moe:load:{four / 'moe'}", f"resume:2:{run}", "fit_fp8:1", "killsave:2",
              kill_on="WRITING")
     return out
 
@@ -105,6 +105,36 @@ def test_parity_dp2_tp2_eight_families(four):
 
 def test_parity_tp2_eight_families(two):
     check_parity(json.loads((two / "parity_tp2.json").read_text()))
+
+
+def test_issue17_families_train_three_steps_at_dp2_tp2_or_are_refused(four):
+    """MPT, BART, Falcon (grouped kv, parallel attention): the Deployer's training-step check passes on the
+    mesh, then three AdamW steps match one process in every step's loss and every gradient."""
+    results = json.loads((four / "steps_tp2.json").read_text())
+    for name, _ in tf.issue17_models():
+        r = results[name]
+        assert r["steps"] == 3 and r["loss_max_diff"] <= TOL and r["grad_max_diff"] <= 1e-4, (name, r)
+    for name, _, needle in tf.refused_models():
+        line = results[name]["refused"]
+        assert line and needle in line and "deploy.tp: 1" in line and "\n" not in line, (name, line)
+
+
+def test_the_training_step_check_refuses_a_plan_that_changes_the_numbers(four):
+    """Qwen3's q/k/v declared local in deploy.tp_plan: the forward is exact, the per-head norms' gradients
+    are not, and the Deployer says so before step 0; with deploy.tp_check: false it takes the plan as given."""
+    found = json.loads((four / "badplan.json").read_text())
+    error = found["True"]["error"]
+    assert error and "a training step under dp 2 x tp 2 differs from one process in the gradient" in error
+    assert "_norm.weight" in error and "\n" not in error
+    assert found["False"] == {"error": None, "q_proj": "DTensor"}
+
+
+def test_a_packed_split_that_fails_its_check_falls_back_to_whole_heads(two):
+    """A torch whose DTensor cannot run GPT-2's packed [q; k; v] split (simulated: its output is wrong):
+    the plan keeps those heads whole, checked again, with a warning, rather than stopping the run."""
+    found = json.loads((two / "fallback.json").read_text())
+    assert found["normal"] == "colwise_packed3"
+    assert found["fallback"] == "colwise_dtensor" and "packed [q; k; v] split failed its check" in found["warning"]
 
 
 def assert_same_run(got: list[dict], want: list[dict]) -> None:

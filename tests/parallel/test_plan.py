@@ -11,12 +11,13 @@ from tests.parallel import tp_fixtures as tf
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model
 from luminary.parallel import auto_plan, memory_per_rank
+from luminary.parallel.plan import Plan
 from luminary.parallel.simulate import close, simulate
 from luminary.parallel.probe import probe_inputs, run_probe
 
 
 def families():
-    return {name: build for name, build in tf.parity_models()}
+    return {name: build for name, build in tf.parity_models() + tf.issue17_models()}
 
 
 def styles(plan, *names):
@@ -50,15 +51,28 @@ def test_order_is_the_data_flow_not_sorted_names():
     assert styles(plan, *mlp) == ["colwise", "colwise", "rowwise"]
 
 
-@pytest.mark.parametrize("name, local", [("llama", True), ("crystal", True), ("gpt_neox", True),
-                                         ("opt", False), ("gpt2", False), ("t5", False), ("qwen3", False)])
-def test_attention_outputs_stay_local_only_where_the_model_code_allows(name, local):
+@pytest.mark.parametrize("name, style, shares", [
+    ("llama", "colwise", {}), ("crystal", "colwise", {}), ("gpt_neox", "colwise", {}),
+    ("opt", "colwise", {"num_heads": 2}),  # reshapes with its own head count: each rank's module holds half
+    ("gpt2", "colwise_packed3", {"num_heads": 2, "split_size": 16}),  # fused [q; k; v] split by global width
+    ("t5", "colwise_dtensor", {}),  # a position bias over all heads is added to the scores
+    ("qwen3", "colwise_dtensor", {}),  # per-head norms would see part of their gradient
+    ("bart", "colwise", {}), ("phi", "colwise", {}),
+    ("codegen", "colwise", {}),  # its [q; v; k] in 4 groups splits whole groups at tp 2
+    ("falcon", "colwise", {"num_heads": 2, "num_kv_heads": 2}),  # per-head interleaved [q; k; v]
+    ("falcon_new", "colwise", {"num_heads": 2, "num_kv_heads": 1}),  # per kv group interleaved
+    ("mpt", "colwise_dtensor", {}), ("bloom", "colwise_dtensor", {})])  # ALiBi over all heads
+def test_attention_heads_split_where_the_model_code_allows(name, style, shares):
     model = families()[name]()
     plan = auto_plan(model, 2)
     attention = [n for n, e in plan.entries.items() if e.style.startswith("colwise") and e.style != "colwise_gather"
                  and any(k in n for k in ("attn", "attention", "Attention"))]
     assert attention
-    assert {plan.entries[n].style for n in attention} == ({"colwise"} if local else {"colwise_dtensor"})
+    assert {plan.entries[n].style for n in attention} == {style}
+    held = {k: v for values in plan.attributes.values() for k, v in values.items() if k in shares}
+    assert held == shares
+    assert ("heads split" in plan.entries[attention[0]].reason) == bool(shares)
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))).attributes == plan.attributes
     mlp = [n for n, e in plan.entries.items() if e.style.startswith("colwise") and e.style != "colwise_gather"
            and n not in attention]
     assert mlp and {plan.entries[n].style for n in mlp} == {"colwise"}  # MLPs never need global shapes
@@ -298,3 +312,101 @@ def test_pretrain_checks_heads_before_any_process_group(tmp_path, monkeypatch, t
     with pytest.raises(LuminaryError, match="deploy.tp: the model's num_attention_heads = 4 is not divisible by 3"):
         pretrain(path, out=tmp_path / "run")
     assert not dist.is_initialized() and not (tmp_path / "run").exists()
+
+
+# --- issue 17: position tables, head counts, any family from its folder, declared plans -------------
+def issue17():
+    return {name: build for name, build in tf.issue17_models()}
+
+
+def test_a_position_table_handed_the_token_ids_stays_whole():
+    """BART's decoder positions read only the shape of decoder_input_ids: numbers, not the input, tell."""
+    plan = auto_plan(issue17()["bart"](), 2)
+    assert plan.entries["model.decoder.embed_positions"].style == "replicate"
+    assert "position table" in plan.entries["model.decoder.embed_positions"].reason
+    assert plan.entries["model.encoder.embed_positions"].style == "replicate"
+    # the scaled token embeddings (their output is the rows times embed_scale) still split
+    assert styles(plan, "model.encoder.embed_tokens", "model.decoder.embed_tokens") == ["vocab_embedding"] * 2
+
+
+def test_every_head_count_field_is_checked():
+    from luminary.parallel.plan import check_heads, head_counts
+
+    for name, build, needle in tf.refused_models():
+        model = build()
+        with pytest.raises(LuminaryError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            check_heads(model, 2)
+    new = issue17()["falcon_new"]().config  # 4 query heads, 2 key/value heads: tp 2 fine, tp 4 not
+    check_heads(new, 2)
+    with pytest.raises(LuminaryError, match="num_kv_heads = 2 is not divisible by 4"):
+        check_heads(new, 4)
+    mpt = issue17()["mpt"]().config
+    assert head_counts(mpt)["n_heads"] == 4
+    from transformers import GPTBigCodeConfig
+
+    assert head_counts(GPTBigCodeConfig(n_head=4))["multi_query (one key/value head)"] == 1
+
+
+def test_falcon_runs_eager_attention_on_the_cpu_under_tp():
+    from luminary.parallel.apply import eager_attention
+
+    model = issue17()["falcon_new"]()
+    assert model.config._attn_implementation == "sdpa"  # Falcon refuses set_attn_implementation("eager")
+    eager_attention(model)
+    assert {m.config._attn_implementation for m in model.modules() if hasattr(m, "config")} == {"eager"}
+
+
+def test_plan_loads_a_folder_through_the_auto_class_its_config_names(cli, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from luminary.parallel.report import auto_class_for, build_for_plan
+
+    folders = {"bart": issue17()["bart"](), "t5": families()["t5"](), "gpt2": families()["gpt2"](),
+               "bert": BertForSequenceClassification(BertConfig(
+                   vocab_size=tf.VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                   intermediate_size=64, num_labels=3))}
+    for name, model in folders.items():
+        model.save_pretrained(tmp_path / name)
+    assert {n: auto_class_for(tmp_path / n).__name__ for n in folders} == {
+        "bart": "AutoModelForSeq2SeqLM", "t5": "AutoModelForSeq2SeqLM", "gpt2": "AutoModelForCausalLM",
+        "bert": "AutoModelForSequenceClassification"}
+    assert type(build_for_plan(str(tmp_path / "bart"))).__name__ == "BartForConditionalGeneration"
+    res = cli("parallel", "plan", tmp_path / "t5", "--tp", "2", "--out", tmp_path / "t5.json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "t5.json").read_text())
+    assert data["model"] == "T5ForConditionalGeneration"
+    assert any(r["module"].startswith("encoder.block.0") and r["style"] != "replicate" for r in data["modules"])
+
+
+def test_a_declared_plan_is_applied_as_given_and_the_differences_are_printed(cli, tmp_path):
+    declared = tmp_path / "mine.json"
+    declared.write_text(json.dumps({"lm_head": "replicate", "model.layers.*.mlp.gate_proj": "colwise",
+                                    "model.layers.*.mlp.up_proj": "colwise", "model.layers.*.mlp.down_proj": "rowwise"}))
+    res = cli("parallel", "plan", "llama-debug", "--vocab", "128", "--plan", declared, "--out", tmp_path / "p.json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "p.json").read_text())
+    rows = {r["module"]: r for r in data["modules"]}
+    assert rows["lm_head"]["style"] == "replicate" and rows["lm_head"]["reason"] == "declared: replicate"
+    assert rows["model.layers.0.self_attn.q_proj"]["style"] == "colwise"  # the automatic plan filled the rest
+    assert [d["module"] for d in data["declared"]["differences"]] == ["lm_head"]
+    assert data["declared"]["differences"][0]["automatic"] == "colwise_gather"
+    assert "where the automatic plan alone differs" in res.stdout
+    # transformers' own plan for Llama, shipped with the config: applied, and the automatic plan agrees
+    res = cli("parallel", "plan", "llama-debug", "--vocab", "128", "--out", tmp_path / "s.json")
+    shipped = json.loads((tmp_path / "s.json").read_text())["declared"]
+    assert shipped["source"] == "transformers' LlamaForCausalLM.tp_plan" and shipped["differences"] == []
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"lm_head": "diagonal"}))
+    cli("parallel", "plan", "llama-debug", "--plan", bad).one_line_error("bad.json", "unknown tensor-parallel style")
+
+
+def test_cli_check_refuses_a_plan_whose_training_step_differs(cli, tmp_path):
+    """--check runs one training step under torchrun (2 CPU processes here, then 4) against one process.
+    Qwen3 with local attention outputs declared: its forward is exact, but each rank's per-head norm
+    weights see only their heads' gradient. A forward check passes it; the training step does not."""
+    families()["qwen3"]().save_pretrained(tmp_path / "qwen3")
+    declared = tmp_path / "local.json"
+    declared.write_text(json.dumps({"model.layers.*.self_attn.[qkv]_proj": "colwise"}))
+    res = cli("parallel", "plan", tmp_path / "qwen3", "--tp", "2", "--plan", declared, "--check")
+    res.one_line_error("Qwen3ForCausalLM: a training step under dp 1 x tp 2 differs from one process in the "
+                       "gradient of model.layers.", "_norm.weight", "deploy.tp_overrides")

@@ -50,6 +50,63 @@ def _seeded(cls, config):
         return cls(config)
 
 
+def _loud(cls, config):
+    """Seeded, with every bias drawn from N(0, 0.5²): a wrong head order or a bias added twice shows."""
+    model = _seeded(cls, config)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model
+
+
+def issue17_models():
+    """(name, builder) of the families issue 17 names beyond the parity eight: those that passed a forward
+    check and failed at the first backward (mpt, bart, falcon), and bloom, phi, codegen."""
+    from transformers import (BartConfig, BartForConditionalGeneration, BloomConfig, BloomForCausalLM, CodeGenConfig,
+                              CodeGenForCausalLM, FalconConfig, FalconForCausalLM, MptConfig, MptForCausalLM,
+                              PhiConfig, PhiForCausalLM)
+
+    falcon = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, bias=True,
+                  hidden_dropout=0.0, attention_dropout=0.0)
+    return [
+        ("mpt", lambda: _loud(MptForCausalLM, MptConfig(  # masked_fill's mask meets a DTensor in the backward
+            vocab_size=VOCAB, d_model=32, n_heads=4, n_layers=2, expansion_ratio=2, max_seq_len=64, no_bias=False))),
+        ("bart", lambda: _loud(BartForConditionalGeneration, BartConfig(  # positions handed the ids
+            vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=1, bos_token_id=0,
+            eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None))),
+        ("falcon_new", lambda: _loud(FalconForCausalLM, FalconConfig(  # grouped kv heads, in-place residual
+            **falcon, new_decoder_architecture=True, num_kv_heads=2))),
+        ("falcon", lambda: _loud(FalconForCausalLM, FalconConfig(**falcon, multi_query=False, parallel_attn=True))),
+        ("bloom", lambda: _loud(BloomForCausalLM, BloomConfig(  # per-head interleaved [q; k; v], ALiBi
+            vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4, hidden_dropout=0.0, attention_dropout=0.0))),
+        ("phi", lambda: _loud(PhiForCausalLM, PhiConfig(  # partial rotary, parallel attention and MLP
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0))),
+        ("codegen", lambda: _loud(CodeGenForCausalLM, CodeGenConfig(  # fused qkv in mp_num = 4 groups
+            vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0))),
+    ]
+
+
+def refused_models():
+    """(name, builder, the line it is refused with) at tp 2."""
+    from transformers import FalconConfig, FalconForCausalLM
+
+    falcon = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    return [
+        ("falcon_multi_query", lambda: _seeded(FalconForCausalLM, FalconConfig(**falcon, multi_query=True)),
+         "the model's multi_query (one key/value head) = 1 is not divisible by 2"),
+        ("falcon_kv1", lambda: _seeded(FalconForCausalLM, FalconConfig(
+            **falcon, new_decoder_architecture=True, num_kv_heads=1)),
+         "the model's num_kv_heads = 1 is not divisible by 2"),
+    ]
+
+
+
 def parity_batch(encoder_decoder: bool):
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, VOCAB, (4, 9), generator=g)

@@ -1,9 +1,9 @@
 """Jobs the multi-process tests run under torchrun (each rank runs this file).
 
     python -m torch.distributed.run --standalone --nproc-per-node 4 tests/parallel/worker.py \
-        OUT parity:2 moe:save fit:2 fit_ac:2 reshard:4,1
+        OUT parity:2 steps:2 badplan:2 moe:save fit:2 fit_ac:2 reshard:4,1
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/parallel/worker.py \
-        OUT parity:2 moe:load:DIR resume:2:RUN fit_fp8:1 killsave:2
+        OUT parity:2 fallback:2 moe:load:DIR resume:2:RUN fit_fp8:1 killsave:2
 
 Several checks share one launch (starting processes is the slow part). Rank 0
 writes what it measured as JSON under OUT; the tests compare it with one process.
@@ -61,6 +61,96 @@ def parity(tp: str) -> None:
         results[name] = {"loss_ref": float(ref_loss), "loss": total_loss / total_count,
                          "grad_max_diff": worst, "grad_norm_ref": ref_norm, "grad_norm": norm}
     write(f"parity_tp{tp}.json", results)
+
+
+def steps(tp: str, n: str = "3") -> None:
+    """Issue 17's families: prepared by the Deployer (its plan checked by one training step on the mesh),
+    then ``n`` AdamW steps against one process, every step's loss and every gradient compared;
+    the families that cannot split are refused at ``prepare_model`` with one line."""
+    from luminary.core.errors import LuminaryError
+
+    d = Deployer(seed=0, tp=int(tp), precision="fp32", verbose=False)
+    results = {}
+    for name, build in tf.issue17_models():
+        model = build()
+        ref = copy.deepcopy(model)
+        par = d.prepare_model(model)
+        opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-3, foreach=True)
+        opt_par = torch.optim.AdamW(par.parameters(), lr=1e-3, foreach=True)
+        loss_diff = grad_diff = 0.0
+        for step in range(int(n)):
+            ids, dec = tf.parity_batch(name == "bart")
+            ids = (ids + step) % tf.VOCAB  # a new batch each step
+            ref_loss, _ = tf.lm_loss(ref, ids, dec)
+            ref_loss.backward()
+            lo, hi = d.rank_slice(ids.shape[0])
+            with d.forward_context():
+                loss, count = tf.lm_loss(par, ids[lo:hi], None if dec is None else dec[lo:hi])
+            (loss * count).backward()
+            total_loss, total_count = d.all_reduce_sum(torch.stack([loss.detach() * count, count.float()])).tolist()
+            d.clip_grad_norm(par, None, d.grad_scale(torch.tensor(total_count)))
+            grads = {n: p.grad for n, p in ref.named_parameters()}
+            for pname, p in par.named_parameters():
+                g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+                grad_diff = max(grad_diff, float((g - grads[pname]).abs().max()))
+            loss_diff = max(loss_diff, abs(total_loss / total_count - float(ref_loss)))
+            for o in (opt_ref, opt_par):
+                o.step()
+                o.zero_grad(set_to_none=True)
+        results[name] = {"loss_max_diff": loss_diff, "grad_max_diff": grad_diff, "steps": int(n)}
+    for name, build, _ in tf.refused_models():
+        try:
+            d.prepare_model(build())
+            results[name] = {"refused": None}
+        except LuminaryError as exc:
+            results[name] = {"refused": str(exc)}
+    write(f"steps_tp{tp}.json", results)
+
+
+def badplan(tp: str) -> None:
+    """Qwen3 with its attention declared local in ``deploy.tp_plan`` (exact forward, partial per-head norm
+    gradients): the Deployer's training-step check refuses it; with ``tp_check: false`` it is taken as told."""
+    from luminary.core.errors import LuminaryError
+
+    plan_file = OUT / "declared_plan.json"
+    if RANK == 0:
+        plan_file.write_text(json.dumps({"model.layers.*.self_attn.[qkv]_proj": "colwise"}))
+    torch.distributed.barrier() if torch.distributed.is_initialized() else None
+    found = {}
+    for check in (True, False):
+        d = Deployer(seed=0, tp=int(tp), precision="fp32", verbose=False, tp_plan=str(plan_file), tp_check=check)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        try:
+            model = d.prepare_model(dict(tf.parity_models())["qwen3"]())
+            found[str(check)] = {"error": None, "q_proj": type(model.model.layers[0].self_attn.q_proj.weight).__name__}
+        except LuminaryError as exc:
+            found[str(check)] = {"error": str(exc)}
+    write("badplan.json", found)
+
+
+def fallback(tp: str) -> None:
+    """GPT-2's packed split, then the same with the packed style's output made wrong: the Deployer's
+    plan falls back to whole heads for c_attn and warns."""
+    import warnings
+
+    from luminary.parallel import styles
+    from luminary.parallel.check import plan_tensor_parallel
+
+    d = Deployer(seed=0, tp=int(tp), precision="fp32", verbose=False)
+    build = dict(tf.parity_models())["gpt2"]
+    name = "transformer.h.0.attn.c_attn"
+    found = {"normal": plan_tensor_parallel(build(), d.mesh).entries[name].style}
+    right = styles._PackedColwise._local_output
+    styles._PackedColwise._local_output = staticmethod(lambda mod, out, mesh: right(mod, out, mesh).flip(-1))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found["fallback"] = plan_tensor_parallel(build(), d.mesh).entries[name].style
+    finally:
+        styles._PackedColwise._local_output = staticmethod(right)
+    found["warning"] = " | ".join(str(w.message) for w in caught)
+    write("fallback.json", found)
 
 
 def fit(tp: str) -> None:
@@ -143,8 +233,8 @@ def moe(action: str, folder: str = "") -> None:
         write("moe_loaded.json", tf.full_digests(model, optimizer))
 
 
-JOBS = {"parity": parity, "fit": fit, "fit_ac": fit_ac, "fit_fp8": fit_fp8, "reshard": reshard, "resume": resume,
-        "killsave": killsave, "moe": moe}
+JOBS = {"parity": parity, "steps": steps, "badplan": badplan, "fallback": fallback, "fit": fit, "fit_ac": fit_ac,
+        "fit_fp8": fit_fp8, "reshard": reshard, "resume": resume, "killsave": killsave, "moe": moe}
 
 if __name__ == "__main__":
     for job in sys.argv[2:]:

@@ -15,6 +15,8 @@ where their defaults live. ``luminary.train.Deployer.from_config`` reads it.
       dp: null                    # data-parallel degree; null: the world size / tp
       tp: 1                       # tensor-parallel degree (an automatic plan)
       tp_overrides: {}            # module-name glob -> style, fixed before the plan is derived
+      tp_plan: null               # a declared plan (JSON: glob -> style, or luminary's plan), applied as given
+      tp_check: true              # under torchrun, one training step against one process before step 0
       seed: 0
       checkpoints: {every: null, count: null, steps: [], keep_last: null, at_end: true}
       log: []                     # metrics.jsonl always; add tensorboard, wandb
@@ -112,6 +114,10 @@ class DeployConfig(Config):
     tp: int = Field(1, ge=1, description="tensor-parallel degree")
     tp_overrides: dict[str, str] = Field(default_factory=dict,
                                          description="module-name glob -> style (luminary parallel plan lists them)")
+    tp_plan: str | None = Field(None, description="a declared plan, JSON (glob -> style, or a luminary plan): "
+                                                  "applied as given, the automatic plan fills the rest")
+    tp_check: bool = Field(True, description="check the plan by one training step (logits, loss, gradients, "
+                                             "updated weights) against one process before step 0")
     seed: int = 0
     checkpoints: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
     early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving")

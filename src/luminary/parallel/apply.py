@@ -15,7 +15,7 @@ The model may be a skeleton on the meta device (``luminary.models.source``):
 every step above only rewrites modules and wraps parameters, so it costs no
 memory until the Deployer materialises each process's part. The plan is
 derived and checked beforehand on a twin of the model with two blocks
-(:func:`plan_tensor_parallel`), since a plan depends on the architecture and
+(``luminary.parallel.check.plan_tensor_parallel``), since a plan depends on the architecture and
 the widths, not on the depth or the values, and then stretched over the
 model's blocks (:func:`expand_plan`).
 
@@ -25,7 +25,6 @@ The model file knows nothing of this (STYLE.md, take 1).
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -43,10 +42,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from luminary.core.errors import LuminaryError
 from luminary.core.modules import list_blocks
 from luminary.parallel.compile import apply_compile
-from luminary.parallel.plan import Plan, auto_plan, tie_groups
-from luminary.parallel.probe import probe_inputs, run_probe
+from luminary.parallel.plan import Plan, tie_groups
 from luminary.parallel.recompute import apply_activation_checkpointing
-from luminary.parallel.simulate import close
 from luminary.parallel.styles import build_style, check_style
 
 ORDER = ("tensor_parallel", "activation_checkpointing", "compile", "fsdp")  # torchtitan's, and ours
@@ -65,27 +62,6 @@ def broadcast_parameters(model: nn.Module) -> None:
 def check_overrides(overrides: dict[str, str]) -> None:
     for pattern, style in overrides.items():
         check_style(style, f"deploy.tp_overrides '{pattern}'")
-
-
-def plan_tensor_parallel(twin: nn.Module, tp_mesh: DeviceMesh, overrides: dict[str, str] | None = None) -> Plan:
-    """The automatic plan for ``twin`` (a real model), checked numerically on a copy of it.
-
-    A plan that changes the model's output on the probe input is an error, not
-    a silent 4.853 against 4.849 (specs/redco.md).
-    """
-    plan = auto_plan(twin, tp_mesh.size(), overrides)
-    probe = probe_inputs(twin)
-    reference = run_probe(twin, probe)
-    split = copy.deepcopy(twin)
-    apply_tp(split, tp_mesh, plan)
-    with tp_forward_context():
-        out = run_probe(split, probe)
-    if not close(reference, [t.full_tensor() if isinstance(t, DTensor) else t for t in out]):
-        raise LuminaryError(
-            f"{type(twin).__name__}: the tensor-parallel plan changes the model's output on a probe input; "
-            "override the styles of the modules involved (deploy.tp_overrides; luminary parallel plan shows the plan)"
-        )
-    return plan
 
 
 def _signature(module: nn.Module) -> tuple:
@@ -119,6 +95,13 @@ def expand_plan(plan: Plan, twin: nn.Module, model: nn.Module) -> Plan | None:
         by_twin.setdefault(twin_name, []).append(name)
     modules = dict(model.named_modules())
     out = Plan(plan.tp_size)
+    for name, values in plan.attributes.items():
+        block = next((b for b in twin_blocks if name == b or name.startswith(b + ".")), None)
+        targets = [t + name[len(block):] for t in by_twin.get(block, [])] if block is not None else [name]
+        for target in targets:
+            if target not in modules:
+                return None
+            out.attributes[target] = dict(values)
     for name, entry in plan.entries.items():
         block = next((b for b in twin_blocks if name.startswith(b + ".")), None)
         if block is None:
@@ -132,17 +115,36 @@ def expand_plan(plan: Plan, twin: nn.Module, model: nn.Module) -> Plan | None:
     return out
 
 
+def eager_attention(model: nn.Module) -> None:
+    """Eager attention (matmuls) in every config of ``model``.
+
+    DTensor has no sharding rule for the CPU flash-attention kernel and
+    decomposes it op by op, for minutes. ``set_attn_implementation`` is not
+    enough for Falcon, which refuses eager attention with a warning and reads
+    ``config._attn_implementation`` at each forward: so it is set there too.
+    """
+    if getattr(model, "_supports_attention_backend", False):  # the others warn that they cannot
+        with contextlib.suppress(ValueError, ImportError):
+            model.set_attn_implementation("eager")
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and getattr(config, "_attn_implementation", None) not in (None, "eager"):
+            config._attn_implementation = "eager"
+
+
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan) -> None:
     """Split the modules of ``plan`` over ``tp_mesh`` and tie shared weights again."""
-    if plan.needs_implicit_replication and tp_mesh.device_type == "cpu" and hasattr(model, "set_attn_implementation"):
-        # DTensor has no sharding rule for the CPU flash-attention kernel; eager attention is matmuls
-        model.set_attn_implementation("eager")
+    if plan.needs_implicit_replication and tp_mesh.device_type == "cpu":
+        eager_attention(model)
     ties = tie_groups(model)
     modules = dict(model.named_modules())
     for name, entry in plan.entries.items():
         style = build_style(entry.style, entry.kind, entry.split)
         if style is not None:
             parallelize_module(modules[name], tp_mesh, style)
+    for name, values in plan.attributes.items():  # each rank's attention holds its share of the heads
+        for attr, value in values.items():
+            setattr(modules[name], attr, value)
     for names in ties:  # each split made its own copy of a shared weight: share one again
         shared = modules[names[0]].weight
         for other in names[1:]:
@@ -194,7 +196,10 @@ class _ReplicatePlain(TorchFunctionMode):
     "got mixed torch.Tensor and DTensor"), and the gradient of a plain
     parameter (T5's relative position bias) comes back as a DTensor where
     FSDP expects a plain one. ``DTensor.from_local`` is differentiable and its
-    backward hands back a plain, replicated gradient.
+    backward hands back a plain, replicated gradient. Boolean masks become
+    replicated DTensors too: ``masked_fill`` saves its mask for the backward,
+    which then meets the DTensor gradient outside the context (MPT:
+    "aten.masked_fill.Scalar got mixed torch.Tensor and DTensor").
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -209,7 +214,9 @@ class _ReplicatePlain(TorchFunctionMode):
 
 
 def _plain_float(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.is_floating_point() and t.ndim > 0
+    """A plain floating-point tensor or a boolean mask: what autograd may save beside a DTensor."""
+    return (isinstance(t, torch.Tensor) and not isinstance(t, DTensor) and t.ndim > 0
+            and (t.is_floating_point() or t.dtype == torch.bool))
 
 
 @contextlib.contextmanager

@@ -31,17 +31,21 @@ import torch
 from torch import nn
 
 from luminary.core.errors import LuminaryError
+from luminary.parallel.declared import match_declared
 from luminary.parallel.experts import bank_params, split_candidates
-from luminary.parallel.simulate import choose_bank_splits, group_signature, local_output_check
-from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, shard_shape
+from luminary.parallel.simulate import choose_bank_splits, group_anchor, group_signature, local_output_check
+from luminary.parallel.styles import SPLIT_DIM, STYLES, base_style, check_style, packed, shard_shape
 from luminary.parallel.probe import probe_inputs, run_probe
-from luminary.parallel.trace import Trace, dense_kind, match_overrides, trace
+from luminary.parallel.trace import Group, Trace, dense_features, dense_kind, match_overrides, trace
 
 MAX_ROUNDS = 16
+WHOLE_HEADS = ("; outputs kept as DTensors: the weights are split, but what reads them (attention) "
+               "runs on all heads on every rank")
 INNER_PARAMS = ("whole parameters (a per-head norm) work on its split values, "
                 "so each rank would see part of their gradient")
-HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "n_head", "num_heads",
-               "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num")
+HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "num_kv_heads", "n_head", "n_heads", "n_head_kv",
+               "n_kv_heads", "num_heads", "kv_n_heads", "encoder_attention_heads", "decoder_attention_heads",
+               "multi_query_group_num")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Plan:
 
     tp_size: int
     entries: dict[str, Entry] = field(default_factory=dict)
+    # module -> attribute -> the value each rank's module holds (its share of the heads: head_attributes)
+    attributes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def styles(self) -> dict[str, str]:
         """The modules that are split, with their style names."""
@@ -100,7 +106,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"tp_size": self.tp_size, "styles": {k: STYLES[k] for k in STYLES},
-                "modules": self.rows()}
+                "modules": self.rows(), "attributes": {k: dict(v) for k, v in self.attributes.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Plan":
@@ -112,7 +118,9 @@ class Plan:
             params = {n: tuple(v["shape"]) for n, v in row["params"].items()} if "params" in row else None
             entries[row["module"]] = Entry(row["style"], row.get("reason", ""), kind, tuple(row["shape"]),
                                            split, params, row.get("roles"))
-        return cls(int(data["tp_size"]), entries)
+        attributes = {str(m): {str(a): int(v) for a, v in values.items()}
+                      for m, values in (data.get("attributes") or {}).items()}
+        return cls(int(data["tp_size"]), entries, attributes)
 
 
 def check_heads(model: nn.Module | Any, tp_size: int, field: str = "deploy.tp") -> None:
@@ -122,41 +130,100 @@ def check_heads(model: nn.Module | Any, tp_size: int, field: str = "deploy.tp") 
     any process group starts, so a bad mesh never costs a rendezvous.
     """
     configs = [model if not isinstance(model, nn.Module) else getattr(model, "config", None)]
-    configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder")] if configs[0] else []
+    configs += [getattr(configs[0], k, None) for k in ("text_config", "encoder", "decoder", "attn_config")
+                ] if configs[0] else []
     for config in filter(None, configs):
-        for key in HEAD_FIELDS:
-            heads = getattr(config, key, None)
-            if isinstance(heads, int) and heads > 0 and heads % tp_size:
-                raise LuminaryError(f"{field}: the model's {key} = {heads} is not divisible by {tp_size}")
+        for key, heads in head_counts(config).items():
+            if heads % tp_size:
+                raise LuminaryError(f"{field}: the model's {key} = {heads} is not divisible by {tp_size} "
+                                    "(each rank needs whole heads); choose a tp that divides it, or train it "
+                                    "data-parallel (deploy.tp: 1)")
+
+
+def head_counts(config: Any) -> dict[str, int]:
+    """Every head count a config states, and the key/value heads it implies.
+
+    ``multi_query`` without Falcon's ``new_decoder_architecture`` means one
+    key/value head whatever ``num_kv_heads`` says (Falcon-7B, GPT-BigCode).
+    """
+    counts = {key: v for key in HEAD_FIELDS
+              if isinstance(v := getattr(config, key, None), int) and not isinstance(v, bool) and v > 0}
+    if getattr(config, "multi_query", False) is True and not getattr(config, "new_decoder_architecture", False):
+        counts["multi_query (one key/value head)"] = 1
+    return counts
+
+
+def head_attributes(model: nn.Module, groups: list[Group], tp_size: int) -> dict[str, dict[str, int]]:
+    """Module -> attribute -> per-rank value: the head counts and widths that the module holding a
+    column group keeps as plain integers (OPT's ``num_heads``, GPT-2's ``split_size``, T5's ``n_heads``
+    and ``inner_dim``), divided by ``tp_size``.
+
+    Model code that reshapes with such a count breaks on local outputs; with
+    each rank's module holding its own share it runs on 1/tp of the heads, as
+    Megatron's attention does with ``num_attention_heads_per_partition``. The
+    candidates are the integers equal to a head count of the config or to a
+    column layer's output width (or its half or third: a fused projection);
+    whether they are the right ones is decided by the numbers
+    (``luminary.parallel.simulate``), not by their names.
+    """
+    config = getattr(model, "config", None)
+    configs = [config] + [getattr(config, k, None) for k in ("text_config", "encoder", "decoder", "attn_config")]
+    counts = {v for c in configs if c is not None for v in head_counts(c).values()}
+    out: dict[str, dict[str, int]] = {}
+    for g in groups:
+        anchor = group_anchor(g)
+        if not anchor:
+            continue
+        widths = {dense_features(model.get_submodule(c))[1] // k for c in g.cols for k in (1, 2, 3)}
+        values = {k: v // tp_size for k, v in vars(model.get_submodule(anchor)).items()
+                  if type(v) is int and v >= tp_size and v % tp_size == 0 and (v in counts or v in widths)
+                  and not k.startswith("_") and "idx" not in k and "layer_id" not in k}
+        if values:
+            out[anchor] = values
+    return out
 
 
 def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None = None,
-              probe: dict[str, Any] | None = None) -> Plan:
+              probe: dict[str, Any] | None = None, declared: dict[str, str] | None = None,
+              packed_splits: bool = True) -> Plan:
     """The tensor-parallel plan for ``model`` on ``tp_size`` ranks.
 
     ``overrides``: module-name glob -> style; they are fixed before the data
     flow is read, so the layers after an overridden one adapt to it.
+    ``declared``: a declared plan (``luminary.parallel.declared``: the user's,
+    or transformers' ``tp_plan``), glob -> style, applied as given the same
+    way; the automatic plan fills the rest, and overrides win over it.
+    ``packed_splits``: try ``colwise_packed*`` on fused projections (False:
+    their heads stay whole, as DTensor outputs).
     """
     if tp_size < 1:
         raise LuminaryError(f"tp_size must be >= 1, got {tp_size}")
-    for pattern, style in (overrides or {}).items():
+    for pattern, style in {**(declared or {}), **(overrides or {})}.items():
         check_style(style, f"parallel override '{pattern}'")
     check_heads(model, tp_size, "tp")
     probe = probe if probe is not None else probe_inputs(model)
-    forced = match_overrides(model, overrides or {})
-    t, dissolved, dtensor = _settle(model, tp_size, forced, probe)
-    roles, reasons = dict(t.roles), dict(t.reasons)
+    given = match_declared(model, declared or {})
+    forced = {**given, **match_overrides(model, overrides or {})}
+    t, dissolved, dtensor, attributes, packs = _settle(model, tp_size, forced, probe, packed_splits)
+    roles, reasons = {**t.roles, **packs}, dict(t.reasons)
+    for g in t.groups:
+        anchor = group_anchor(g)
+        if anchor in attributes:
+            whole = model.get_submodule(anchor)
+            share = ", ".join(f"{k} {getattr(whole, k)} -> {v}" for k, v in attributes[anchor].items())
+            for c in g.cols:
+                reasons[c] = f"{reasons.get(c, '')}; heads split: each rank's {type(whole).__name__} holds {share}"
     for g in t.groups:
         why = dtensor.get(group_signature(model, g))
         for c in g.cols if why else ():
             if c not in forced:
-                roles[c], reasons[c] = "colwise_dtensor", why + "; outputs kept as DTensors"
+                roles[c], reasons[c] = "colwise_dtensor", why + WHOLE_HEADS
     reasons.update(dissolved)
     for name, style in forced.items():
-        reasons[name] = f"override: {style}"
+        reasons[name] = f"declared: {style}" if name in given and given[name] == style else f"override: {style}"
     modules = dict(model.named_modules())
     splits = _bank_splits(model, t, roles, reasons, tp_size, probe)
-    plan = Plan(tp_size)
+    plan = Plan(tp_size, attributes=attributes)
     never = [n for n, m in modules.items() if (dense_kind(m) or bank_params(m)) and n not in roles]
     for name in t.order + never:
         module = modules[name]
@@ -201,18 +268,24 @@ def _bank_splits(model: nn.Module, t: Trace, roles: dict[str, str], reasons: dic
 
 
 def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
-            probe: dict[str, Any]) -> tuple[Trace, dict[str, str], dict[str, str]]:
+            probe: dict[str, Any], packed_splits: bool = True
+            ) -> tuple[Trace, dict[str, str], dict[str, str], dict[str, dict[str, int]], dict[str, str]]:
     """Trace, then check local outputs numerically, one troubled group kind at a time.
 
     A group kind whose local outputs change the model's output is left whole
     when what it fed then splits column-wise instead (a low-rank bottleneck
     followed by a norm, as in DeepSeek's attention: the split moves one layer
     on), and otherwise keeps DTensor outputs (a reshape with a global head
-    count, as in OPT). Returns the trace, the modules left whole with why, and
-    the group kinds kept as DTensors with why.
+    count, as in OPT). Before either, a failing kind is tried with each rank's
+    module holding its share of the heads (:func:`head_attributes`); where
+    that gives the unsplit numbers, heads split for real. Returns the trace,
+    the modules left whole with why, the group kinds kept as DTensors with
+    why, the per-rank attributes, and the column layers split as packed pieces.
     """
     dissolved: dict[str, str] = {}
     dtensor: dict[str, str] = {}
+    attributes: dict[str, dict[str, int]] = {}
+    packs: dict[str, str] = {}  # column layers split as packed pieces (a fused [q; k; v])
     t = trace(model, tp_size, forced, probe)
     reference = run_probe(model, probe) if tp_size > 1 else []
     modules = dict(model.named_modules())
@@ -220,8 +293,22 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
         pending = [g for g in t.groups if not set(g.cols + g.rows) & set(forced)
                    and group_signature(model, g) not in dtensor]
         failing = {group_signature(model, g): INNER_PARAMS for g in pending if g.inner_params}
-        failing.update({k: v for k, v in local_output_check(model, pending, tp_size, probe, reference).items()
+        failing.update({k: v for k, v in local_output_check(model, pending, tp_size, probe, reference,
+                                                            attributes, packs).items()
                         if v != "local" and k not in failing})
+        for sig in [k for k, v in failing.items() if v != INNER_PARAMS]:
+            gs = [g for g in pending if group_signature(model, g) == sig]
+            shares = head_attributes(model, gs, tp_size)
+            candidates = ("colwise", "colwise_packed3", "colwise_packed2") if packed_splits else ("colwise",)
+            for style in candidates:  # plain, then fused [q; k; v], [k; v]
+                styles = {c: style for g in gs for c in g.cols
+                          if dense_features(modules[c])[1] % (tp_size * packed(style)) == 0}
+                if shares and local_output_check(model, gs, tp_size, probe, reference, {**attributes, **shares},
+                                                 {**packs, **styles}).get(sig) == "local":
+                    attributes.update(shares)
+                    packs.update({c: v for c, v in styles.items() if v != "colwise"})
+                    del failing[sig]
+                    break
         if not failing:
             break
         base, whole = _split_numel(model, t), {c: "replicate" for c in dissolved}
@@ -234,7 +321,7 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
             else:
                 dtensor[sig] = why
         t = trace(model, tp_size, {**forced, **{c: "replicate" for c in dissolved}}, probe)
-    return t, dissolved, dtensor
+    return t, dissolved, dtensor, attributes, packs
 
 
 def tie_groups(model: nn.Module) -> list[list[str]]:
@@ -286,7 +373,7 @@ def memory_per_rank(model: nn.Module, plan: Plan, dp_size: int = 1) -> dict[str,
         for pname, (_, local) in e.local_shapes(plan.tp_size).items():
             split[id(getattr(modules[name], pname))] = math.prod(local)
         bias = getattr(modules[name], "bias", None)
-        if isinstance(bias, torch.Tensor) and e.style in ("colwise", "colwise_dtensor", "colwise_gather"):
+        if isinstance(bias, torch.Tensor) and base_style(e.style) == "colwise":
             split[id(bias)] = bias.numel() // plan.tp_size
     total = 0
     for p in {id(p): p for p in model.parameters()}.values():

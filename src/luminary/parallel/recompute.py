@@ -15,6 +15,14 @@ own class whose ``forward`` runs under non-reentrant
 ``save_pretrained`` are unchanged; ``copy.deepcopy`` keeps the behaviour.
 Only training forwards with gradients are checkpointed; evaluation and
 generation run the block as it is.
+
+Why not torch's ``checkpoint_wrapper`` (``torch.distributed.algorithms.
+_checkpoint``): it puts each block inside a ``CheckpointWrapper``, so every
+parameter's name gains ``_checkpoint_wrapped_module.``; its hooks mend only
+``state_dict``. The tensor-parallel plan, FSDP2's units, optimizer state
+keyed by name and the resume checks all read ``named_parameters``, and a run
+with and without checkpointing must resume from each other's checkpoints.
+The recomputation itself is torch's (``torch.utils.checkpoint``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from torch import nn
 
 from luminary.parallel.experts import local_slice
 from luminary.parallel.probe import output_tensors
+from luminary.parallel.styles import packed
 from luminary.parallel.trace import Group, dense_features, dense_kind
 
 TIMEOUT_S = 300.0
@@ -68,11 +69,13 @@ def _local_forward(module: nn.Module, role: str, tp: int, state: threading.local
         if rank is None:
             return original(x, *args, **kwargs)
         w, b = self.weight, getattr(self, "bias", None)
-        if role == "colwise":
-            cols = _chunk(n_out, tp, rank)
+        if role.startswith("colwise"):  # colwise, or colwise_packedK: this rank's part of each of K pieces
+            packs = packed(role)
+            wl = local_slice(w, 1 if kind == "conv1d" else 0, packs, tp, rank)
+            bl = local_slice(b, 0, packs, tp, rank) if b is not None else None
             if kind == "conv1d":
-                return x @ w[:, cols] + (b[cols] if b is not None else 0)
-            return F.linear(x, w[cols], b[cols] if b is not None else None)
+                return x @ wl + (bl if bl is not None else 0)
+            return F.linear(x, wl, bl)
         # rowwise: a local input (or a whole one from a group kept global) times this rank's rows
         rows = _chunk(n_in, tp, rank)
         local = x if x.shape[-1] == n_in // tp else x[..., rows]
@@ -122,10 +125,29 @@ def _patched(model: nn.Module, roles: dict[str, str], tp: int, state: threading.
             del module.forward
 
 
+@contextlib.contextmanager
+def local_attributes(model: nn.Module, attributes: dict[str, dict[str, int]]) -> Iterator[None]:
+    """Set each module's attributes to their per-rank values (``luminary.parallel.plan.head_attributes``)
+    for the duration, and put the whole values back."""
+    saved = []
+    for name, values in attributes.items():
+        module = model.get_submodule(name)
+        for attr, value in values.items():
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, value)
+    try:
+        yield
+    finally:
+        for module, attr, value in reversed(saved):
+            setattr(module, attr, value)
+
+
 def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, Any],
-             banks: dict[str, dict[str, tuple[int, int]]] | None = None) -> list[torch.Tensor] | str:
+             banks: dict[str, dict[str, tuple[int, int]]] | None = None,
+             attributes: dict[str, dict[str, int]] | None = None) -> list[torch.Tensor] | str:
     """Rank 0's output with ``roles`` (name -> colwise|rowwise) and expert ``banks`` (name -> parameter
-    -> (dimension, packs)) split over ``tp`` threads, or the error."""
+    -> (dimension, packs)) split over ``tp`` threads, ``attributes`` (module -> attribute -> per-rank
+    value: the heads a rank holds) set meanwhile; or the error."""
     state = threading.local()
     reduce = _AllReduce(tp)
     results: list[Any] = [None] * tp
@@ -142,7 +164,7 @@ def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, 
     was_training = model.training
     model.eval()
     try:
-        with _patched(model, roles, tp, state, reduce, banks or {}):
+        with _patched(model, roles, tp, state, reduce, banks or {}), local_attributes(model, attributes or {}):
             threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in range(tp)]
             for t in threads:
                 t.start()
@@ -169,41 +191,49 @@ def close(a: list[torch.Tensor], b: list[torch.Tensor] | str, rtol: float = 1e-4
     return True
 
 
-def group_signature(model: nn.Module, group: Group) -> str:
-    """What repeats across blocks: the class of the group's common parent and its members' names."""
-    names = group.cols + group.rows
-    parts = [n.split(".") for n in names]
+def group_anchor(group: Group) -> str:
+    """The name of the innermost module holding all of the group's layers ('' for the model)."""
+    parts = [n.split(".") for n in group.cols + group.rows]
     common: list[str] = []
     for level in zip(*parts):
         if len(set(level)) != 1:
             break
         common.append(level[0])
-    anchor = ".".join(common)
+    return ".".join(common)
+
+
+def group_signature(model: nn.Module, group: Group) -> str:
+    """What repeats across blocks: the class of the group's common parent and its members' names."""
+    names = group.cols + group.rows
+    anchor = group_anchor(group)
     parent = model.get_submodule(anchor) if anchor else model
     rel = sorted({n[len(anchor) + 1:] if anchor else n for n in names})
     return f"{type(parent).__name__}({', '.join(rel)})"
 
 
 def local_output_check(model: nn.Module, groups: list[Group], tp: int, probe: dict[str, Any],
-                       reference: list[torch.Tensor]) -> dict[str, str]:
-    """Signature -> 'local' or the reason its groups need DTensor outputs."""
+                       reference: list[torch.Tensor],
+                       attributes: dict[str, dict[str, int]] | None = None,
+                       styles: dict[str, str] | None = None) -> dict[str, str]:
+    """Signature -> 'local' or the reason its groups need DTensor outputs (with ``attributes`` set
+    to their per-rank values, and column layers in ``styles`` split that way, where given)."""
     by_sig: dict[str, list[Group]] = {}
     for g in groups:
         by_sig.setdefault(group_signature(model, g), []).append(g)
 
     def roles_of(gs: list[Group]) -> dict[str, str]:
-        roles = {c: "colwise" for g in gs for c in g.cols}
+        roles = {c: (styles or {}).get(c, "colwise") for g in gs for c in g.cols}
         roles.update({r: "rowwise" for g in gs for r in g.rows})
         return roles
 
     if not by_sig:
         return {}
-    out = simulate(model, roles_of(groups), tp, probe)
+    out = simulate(model, roles_of(groups), tp, probe, attributes=attributes)
     if close(reference, out):
         return {sig: "local" for sig in by_sig}
     verdict = {}
     for sig, gs in by_sig.items():
-        out = simulate(model, roles_of(gs), tp, probe)
+        out = simulate(model, roles_of(gs), tp, probe, attributes=attributes)
         if close(reference, out):
             verdict[sig] = "local"
         else:

@@ -12,8 +12,10 @@ is replicated or split:
 - input split by a column layer's output -> split it row-wise (input features);
   its output is summed over ranks, so it is replicated again;
 - an embedding fed the token ids themselves (found by comparing values with the
-  probe's ids, not by name) is split on the vocabulary; any other embedding (a
-  learned position table, relative-position buckets) is left alone.
+  probe's ids, not by name) whose output is their rows (up to one scale) is
+  split on the vocabulary; any other embedding (a learned position table, even
+  one handed the ids for their shape as BART's, relative-position buckets) is
+  left alone.
 
 A column group (column layers whose outputs meet, and the row layers they
 feed) must close inside its block (an element of a ``ModuleList``). A group
@@ -223,7 +225,13 @@ class _Tracer:
         role = module._luminary_role
         if not isinstance(out, torch.Tensor):
             return
-        if role in ("colwise", "colwise_dtensor"):
+        name = self.names[id(module)]
+        if role == "vocab_embedding" and name not in self.forced and not _looks_up(module, args[0], out):
+            # BART's learned positions read only the shape of the ids they are given
+            self.roles[name], self.reasons[name] = "replicate", (
+                "fed the token ids, but its output is not their rows (a position table): left alone")
+            role = module._luminary_role = "replicate"
+        if role in ("colwise", "colwise_dtensor") or role.startswith("colwise_packed"):
             setattr(out, TAG, self.new_group(self.names[id(module)]))
         elif role in ("rowwise", "vocab_embedding", "colwise_gather"):
             setattr(out, TAG, frozenset())
@@ -290,6 +298,17 @@ class _Tracer:
                 for attr in ("_luminary_role", "_luminary_flow"):
                     if hasattr(module, attr):
                         delattr(module, attr)
+
+
+def _looks_up(module: nn.Module, ids: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether ``out`` is the rows of ``ids`` in the table, up to one scale (BART's ``embed_scale``)."""
+    if not isinstance(ids, torch.Tensor) or ids.numel() == 0 or int(ids.max()) >= module.weight.shape[0]:
+        return False
+    rows = torch.nn.functional.embedding(ids, module.weight)
+    if rows.shape != out.shape:
+        return False
+    c = (out * rows).sum() / (rows * rows).sum().clamp_min(1e-30)
+    return torch.allclose(out, c * rows, rtol=1e-4, atol=1e-6)
 
 
 def _one_pass(model: nn.Module, tp_size: int, forced: dict[str, str], probe: dict[str, Any]) -> _Tracer:

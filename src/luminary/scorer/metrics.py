@@ -3,7 +3,7 @@
 AUC is the Mann–Whitney statistic: the probability that a random positive
 scores above a random negative, ties counted one half,
 AUC = (1 / (n₊ n₋)) Σᵢ Σⱼ [s⁺ᵢ > s⁻ⱼ] + ½ [s⁺ᵢ = s⁻ⱼ]  (Hanley & McNeil, 1982),
-computed from ranks in O(n log n).
+computed by scikit-learn in O(n log n).
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from luminary.core.errors import LuminaryError
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(score of a positive > score of a negative), ties ½, from average ranks."""
+    """P(score of a positive > score of a negative), ties ½: scikit-learn's ``roc_auc_score``
+    (the area under the ROC curve equals the Mann–Whitney statistic above)."""
+    from sklearn.metrics import roc_auc_score
+
     n_pos, n_neg = len(positive), len(negative)
     if n_pos == 0 or n_neg == 0:
         raise LuminaryError(f"AUC needs positives and negatives (got {n_pos} and {n_neg})")
-    ranks = rankdata(np.concatenate([np.asarray(positive, float), np.asarray(negative, float)]))
-    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
+    labels = np.concatenate([np.ones(n_pos), np.zeros(n_neg)])
+    scores = np.concatenate([np.asarray(positive, float), np.asarray(negative, float)])
+    return float(roc_auc_score(labels, scores))
 
 
 def label_auc(examples: Sequence[dict[str, Any]], scores: Sequence[float]) -> float:

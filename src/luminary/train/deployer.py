@@ -206,19 +206,23 @@ class Deployer:
 
     def _plan(self, model: torch.nn.Module, source: ModelSource | None):
         """The tensor-parallel plan, derived and checked on a two-block twin, stretched over ``model``."""
-        from luminary.parallel.apply import expand_plan, plan_tensor_parallel
+        from luminary.parallel.apply import expand_plan
+        from luminary.parallel.check import plan_tensor_parallel
+        from luminary.parallel.declared import read_declared
 
-        tp_mesh, overrides = self.mesh["tp"], self.config.tp_overrides
+        # the whole ("dp", "tp") mesh: the plan is checked by one training step on it (luminary.parallel.check)
+        mesh, overrides, check = self.mesh, self.config.tp_overrides, self.config.tp_check
+        declared = read_declared(Path(self.config.tp_plan)) if self.config.tp_plan else None
         config = getattr(model, "config", None)
         twin = source.twin() if source is not None else (
             ModelSource(config, type(model)).twin() if config is not None and hasattr(model, "_init_weights") else None)
         if twin is not None:
-            plan = expand_plan(plan_tensor_parallel(twin.to(self.device), tp_mesh, overrides), twin, model)
+            plan = expand_plan(plan_tensor_parallel(twin.to(self.device), mesh, overrides, check, declared), twin, model)
             if plan is not None:
                 return plan
             self.log(f"{type(model).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
         whole = source.build(self.device) if source is not None else model
-        return plan_tensor_parallel(whole, tp_mesh, overrides)
+        return plan_tensor_parallel(whole, mesh, overrides, check, declared)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
