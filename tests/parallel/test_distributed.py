@@ -108,10 +108,11 @@ def test_parity_tp2_eight_families(two):
 
 
 def test_issue17_families_train_three_steps_at_dp2_tp2_or_are_refused(four):
-    """MPT, BART, Falcon (grouped kv, parallel attention): the Deployer's training-step check passes on the
-    mesh, then three AdamW steps match one process in every step's loss and every gradient."""
+    """Every family issue 17 names (gpt2, bloom, gpt_neox, falcon, mpt, phi, codegen, opt, t5, bart): the
+    Deployer's training-step check passes on the mesh, then three AdamW steps match one process in every
+    step's loss and every gradient; Falcon with one key/value head is refused in one line."""
     results = json.loads((four / "steps_tp2.json").read_text())
-    for name, _ in tf.issue17_models():
+    for name, _ in tf.step_models():
         r = results[name]
         assert r["steps"] == 3 and r["loss_max_diff"] <= TOL and r["grad_max_diff"] <= 1e-4, (name, r)
     for name, _, needle in tf.refused_models():

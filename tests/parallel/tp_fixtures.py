@@ -92,6 +92,13 @@ def issue17_models():
     ]
 
 
+def step_models():
+    """Every family issue 17 names, for the three-step test: its own list and the parity families with
+    fused or global-head attention."""
+    parity = dict(parity_models())
+    return issue17_models() + [(n, parity[n]) for n in ("gpt2", "gpt_neox", "opt", "t5")]
+
+
 def refused_models():
     """(name, builder, the line it is refused with) at tp 2."""
     from transformers import FalconConfig, FalconForCausalLM

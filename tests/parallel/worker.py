@@ -71,7 +71,7 @@ def steps(tp: str, n: str = "3") -> None:
 
     d = Deployer(seed=0, tp=int(tp), precision="fp32", verbose=False)
     results = {}
-    for name, build in tf.issue17_models():
+    for name, build in tf.step_models():
         model = build()
         ref = copy.deepcopy(model)
         par = d.prepare_model(model)
@@ -79,7 +79,7 @@ def steps(tp: str, n: str = "3") -> None:
         opt_par = torch.optim.AdamW(par.parameters(), lr=1e-3, foreach=True)
         loss_diff = grad_diff = 0.0
         for step in range(int(n)):
-            ids, dec = tf.parity_batch(name == "bart")
+            ids, dec = tf.parity_batch(name in ("bart", "t5"))
             ids = (ids + step) % tf.VOCAB  # a new batch each step
             ref_loss, _ = tf.lm_loss(ref, ids, dec)
             ref_loss.backward()
