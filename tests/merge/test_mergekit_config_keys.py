@@ -1,7 +1,8 @@
-"""The config keys ``residual_weight``, ``modules`` and ``tokenizer.tokens`` against mergekit 0.1.5:
-tiny models and mergekit's merges of them are stored in ``mergekit_config_keys.json`` (made by
-``make_mergekit_config_keys.py``); luminary merges the same folders and must give the same tensors
-and output vocabulary."""
+"""The config keys ``residual_weight``, ``modules``, ``tokenizer.tokens`` and
+``tokenizer.pad_to_multiple_of`` against mergekit 0.1.5: tiny models and mergekit's merges of them
+are stored in ``mergekit_config_keys.json`` (made by ``make_mergekit_config_keys.py``; the padded
+merges of the same models in ``mergekit_pad.json``, made by ``make_mergekit_pad.py``); luminary
+merges the same folders and must give the same tensors and output vocabulary."""
 
 import json
 from pathlib import Path
@@ -107,10 +108,44 @@ def test_bad_token_rules_and_modules_are_one_line_errors(folders, tmp_path, cli)
         assert not (tmp_path / f"out{i}").exists()
 
 
-def test_padding_the_vocabulary_is_refused_not_ignored(tmp_path, cli, zoo):
-    import yaml
+PAD = json.loads((HERE / "mergekit_pad.json").read_text())  # made by make_mergekit_pad.py from these inputs
+PAD_TENSORS = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in PAD["tensors"].items()}
 
+
+@pytest.mark.parametrize("case", ["pad_union", "pad_base", "pad_exact"])
+def test_pad_to_multiple_of_matches_mergekit(case, folders, tmp_path, cli):
+    from transformers import AutoTokenizer
+
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump(rename(PAD["cases"][case], folders)))
+    res = cli("merge", path, "--out", tmp_path / case)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / case
+    # the config's vocab_size is the padded row count (16, 12, 12); the tokenizer keeps its tokens
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == PAD["vocab_size"][case]
+    vocab = PAD["vocabs"][case]
+    mergekit_vocab, ours = {**vocab["vocab"], **vocab["added"]}, AutoTokenizer.from_pretrained(out).get_vocab()
+    assert set(ours) == set(mergekit_vocab)
+    by_id = {i: t for t, i in mergekit_vocab.items()}
+    n = PAD["vocab_size"][case]
+    rows = [ours[by_id[i]] for i in range(len(by_id))] + list(range(len(by_id), n))  # pad rows stay in place
+    want, got = {k.split("/", 2)[2]: v for k, v in PAD_TENSORS.items() if k.startswith(f"output/{case}/")}, state(out)
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert tensor.shape[0] == n
+            tensor = tensor.new_zeros(tensor.shape).index_copy_(0, torch.tensor(rows), tensor)
+        assert got[name].shape == tensor.shape, name
+        assert torch.allclose(got[name], tensor, atol=1e-6), name
+    if case == "pad_union":  # the padded folder loads in transformers
+        from transformers import AutoModelForCausalLM
+
+        assert AutoModelForCausalLM.from_pretrained(out).get_output_embeddings().weight.shape[0] == n
+
+
+def test_negative_padding_is_a_one_line_error(tmp_path, cli, zoo):
     config = tmp_path / "pad.yaml"
     config.write_text(yaml.safe_dump({"merge_method": "linear", "models": [{"model": str(zoo["a"])}],
-                                      "tokenizer": {"source": "union", "pad_to_multiple_of": 64}}))
+                                      "tokenizer": {"source": "union", "pad_to_multiple_of": -8}}))
     cli("merge", "run", config, "--out", tmp_path / "out").one_line_error("pad_to_multiple_of")
+    assert not (tmp_path / "out").exists()

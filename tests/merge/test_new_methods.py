@@ -136,6 +136,27 @@ def test_della_probabilities_by_hand():
         run("della", torch.zeros(3), [delta[0]], [{"density": 0.5, "epsilon": 0.5}])
 
 
+def test_della_rank_order_is_torchs_stable_argsort():
+    # the keyed numpy sort behind DELLA's ranks gives torch's stable order: ties (equal |δ|, zeros,
+    # ±x) by column, on one thread and on row blocks; a second argsort's ranks give the same probabilities
+    from luminary.merge.methods.sparsify import _stable_row_order
+
+    x = torch.randn(37, 129, generator=torch.Generator().manual_seed(3))
+    x[:, :20] = 0.25
+    x[:, 20:40] = -0.25
+    x[5] = 0
+    x[7, ::2] = float("inf")
+    for threads in (1, 2):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            assert torch.equal(_stable_row_order(x.abs()), torch.argsort(x.abs(), dim=1, stable=True))
+        finally:
+            torch.set_num_threads(previous)
+    ranks = torch.argsort(torch.argsort(x.abs(), dim=1, stable=True), dim=1).float()
+    assert torch.equal(della_probabilities(x, 0.5, 0.2), (0.5 - 0.2) + ranks / 128 * (2 * 0.2))
+
+
 def mergekit_della(delta: torch.Tensor, density: float, epsilon: float, generator: torch.Generator) -> torch.Tensor:
     """mergekit 0.1.5's ``della_magprune`` (ranks, probabilities, torch.bernoulli, L1 rescale), transcribed."""
     rows = delta.unsqueeze(0) if delta.dim() < 2 else delta

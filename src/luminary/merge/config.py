@@ -15,7 +15,8 @@ A mergekit config for the methods luminary implements runs unchanged
     dtype: float32
 
 ``slices`` (layer ranges per source, for frankenmerges and per-slice
-parameters) are read as mergekit reads them. luminary adds ``seed`` (DARE's
+parameters) and ``modules`` (per-module models or slices of a multi-module
+model, ``luminary.merge.architectures``) are read as mergekit reads them. luminary adds ``seed`` (DARE's
 Bernoulli masks), ``max_shard_size`` and ``device``; a model path that does not
 exist relative to the working folder is looked up beside the config file.
 """
@@ -65,11 +66,13 @@ class OutputSlice(Config):
 
 class OutputModule(Config):
     """One entry of mergekit's ``modules``: a module's own models or slices, and its parameters
-    (looked up after the slice's and before the top level's)."""
+    (looked up after the slice's and before the top level's). luminary adds ``merge_method``: this
+    module's own method (mergekit has one method for all modules; the default is the top level's)."""
 
     models: list[InputModel] | None = None
     slices: list[OutputSlice] | None = None
     parameters: Parameters | None = None
+    merge_method: str | None = None
 
     @model_validator(mode="after")
     def _inputs(self):
@@ -106,13 +109,15 @@ class TokenEmbedding(Config):
 class TokenizerConfig(Config):
     source: str = "union"  # mergekit's default
     tokens: dict[str, TokenEmbedding] | None = None
+    # embedding and head rows padded up to a multiple (rows past the tokens: each model's mean row,
+    # as mergekit pads); 0 or None: no padding
     pad_to_multiple_of: int | None = None
 
     @field_validator("pad_to_multiple_of")
     @classmethod
-    def _not_yet(cls, value):
-        if value is not None and value > 1:  # refused rather than silently giving another vocabulary size
-            raise ValueError("padding the merged vocabulary is not implemented in luminary yet; remove the key")
+    def _non_negative(cls, value):
+        if value is not None and value < 0:
+            raise ValueError(f"must be a positive number of rows (got {value})")
         return value
 
 
@@ -148,18 +153,14 @@ class MergeConfig(Config):
             raise ValueError("give 'tokenizer_source' or 'tokenizer', not both")
         return self
 
-    def module_inputs(self) -> tuple[list[InputModel] | None, list[OutputSlice] | None, Parameters | None]:
-        """(models, slices, module parameters): the top level's, or those of the one module of
-        ``modules``. luminary's models have one module, mergekit's ``default``; a config naming
-        several modules (a vision-language model's decoder and vision tower) is refused."""
-        if not self.modules:
-            return self.models, self.slices, None
-        if list(self.modules) != ["default"]:
-            raise LuminaryError(f"modules: {', '.join(map(repr, self.modules))}: luminary merges models of one "
-                                "module, which mergekit names 'default'; per-module merges of multi-module "
-                                "models (vision towers) are not supported")
-        module = self.modules["default"]
-        return module.models, module.slices, module.parameters
+    def module_groups(self) -> dict[str, OutputModule]:
+        """The config's inputs by module name: ``modules`` as given, or the top-level ``models`` or
+        ``slices`` as the one module ``default`` (the planner gives top-level ``models`` to every
+        module of a multi-module architecture, as mergekit does)."""
+        if self.modules:
+            return dict(self.modules)
+        return {"default": OutputModule.model_construct(models=self.models, slices=self.slices, parameters=None,
+                                                        merge_method=None)}
 
     @property
     def vocab_source(self) -> str | None:

@@ -55,7 +55,7 @@ def load_inputs(plan: MergePlan, task: TensorTask) -> tuple[torch.Tensor | None,
 
 def merge_task(plan: MergePlan, task: TensorTask, base, inputs) -> torch.Tensor:
     generator = derive_generator(plan.seed, task.name)
-    out = plan.method.merge(base, inputs, task.shared, list(task.per_model), generator)
+    out = (task.method or plan.method).merge(base, inputs, task.shared, list(task.per_model), generator)
     return out.to("cpu", task.out_dtype or plan.out_dtype).contiguous()
 
 

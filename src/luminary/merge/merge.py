@@ -39,13 +39,28 @@ DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bf
 
 
 def output_config(plan: MergePlan) -> dict[str, Any]:
-    config = dict(plan.models[plan.reference].config)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if key in config:
-            config[key] = plan.num_layers
-            break
+    config = json.loads(json.dumps(plan.models[plan.reference].config))  # a deep copy
+    if plan.layer_counts is not None:  # a multi-module model: each merged module's own count
+        for path, n in plan.layer_counts.items():
+            *parents, key = path.split(".")
+            node = config
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node[key] = n
+    else:
+        for key in ("num_hidden_layers", "n_layer", "num_layers"):
+            if key in config:
+                config[key] = plan.num_layers
+                break
     if plan.vocab is not None:
-        config["vocab_size"] = plan.vocab.size
+        # where the reference's config keeps it: a vision-language model's under text_config
+        text = config.get("text_config")
+        nested = isinstance(text, dict) and "vocab_size" in text
+        if nested:
+            text["vocab_size"] = plan.vocab.size
+        if "vocab_size" in config or not nested:
+            config["vocab_size"] = plan.vocab.size
     dtype = DTYPE_NAMES[str(plan.out_dtype)]
     for key in ("torch_dtype", "dtype"):
         if key in config:

@@ -63,6 +63,8 @@ class VocabMap:
     added_tokens: list[str]
     base: str | None = None  # the config's base_model (None: every holder of a token is averaged)
     rules: list["TokenRule"] = None  # tokenizer.tokens, resolved
+    pad_from: int | None = None  # rows from here on pad the size to a multiple (tokenizer.pad_to_multiple_of)
+    tokens: int = 0  # the output vocabulary's number of tokens (its rows come first)
 
     def _rule_row(self, rule: "TokenRule", original: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
                   have: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
@@ -105,6 +107,9 @@ class VocabMap:
                 row = self._rule_row(rule, tensors, out, have, dtype)
                 for name in (out if rule.force else lacking):
                     out[name][rule.out_id] = row.to(out[name].dtype)
+        if self.pad_from is not None:  # as mergekit pads: each model's mean row of the tokens
+            for tensor in out.values():
+                tensor[self.pad_from:] = tensor[:self.tokens].float().mean(dim=0).to(tensor.dtype)
         return out
 
     def _fill(self, out, have, holders, partial) -> None:
@@ -171,16 +176,20 @@ def _token_rules(tokens, target: dict[str, int], vocabs: dict[str, dict[str, int
 
 
 def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
-               true_base: str | None = None, tokens: dict | None = None) -> VocabMap | None:
+               true_base: str | None = None, tokens: dict | None = None,
+               pad_to_multiple_of: int | None = None) -> VocabMap | None:
     """None when all vocabularies agree; else the joining chosen by ``source`` (an error without one).
 
     ``base`` is the reference model (the base, else the first model); ``true_base`` the config's
-    ``base_model``, whose rows fill the tokens other inputs lack."""
+    ``base_model``, whose rows fill the tokens other inputs lack. ``pad_to_multiple_of``: the rows
+    are padded up to a multiple of it, each pad row every model's mean row of the output tokens
+    (mergekit's ``tokenizer/embed.py``)."""
     vocabs = {name: read_vocab(m.path) for name, m in models.items()}
     sizes = {name: m.vocab_size for name, m in models.items()}
     known = [v for v in vocabs.values() if v is not None]
     agree = len(set(sizes.values())) == 1 and all(v == known[0] for v in known)
-    if agree and source in (None, "base") and not tokens:
+    pad = pad_to_multiple_of or 0
+    if agree and source in (None, "base") and not tokens and not (pad > 1 and (sizes[base] or 0) % pad):
         return None
     if source is None:
         summary = ", ".join(f"{n}: {sizes[n]}" for n in models)
@@ -214,17 +223,20 @@ def plan_vocab(models: dict[str, ModelFolder], base: str, source: str | None,
             target[token] = len(target)
             added.append(token)
             size = max(size, len(target))
+    pad_from = None
+    if pad > 1 and size % pad:
+        pad_from, size = size, size + pad - size % pad
     by_id = {i: t for t, i in target.items()}
     rows = {}
     for name in models:
         idx = torch.full((size,), -1, dtype=torch.long)
-        for i in range(size):
+        for i in range(pad_from or size):
             token = by_id.get(i)
             j = vocabs[name].get(token, -1) if token is not None else (i if i < sizes[name] else -1)
             idx[i] = j if j < sizes[name] else -1
         rows[name] = idx
     rules = _token_rules(tokens, target, vocabs, sizes) if tokens else []
-    return VocabMap(size, rows, order, tokenizer_from, added, true_base, rules)
+    return VocabMap(size, rows, order, tokenizer_from, added, true_base, rules, pad_from, len(target))
 
 
 def write_tokenizer(out: Path, source: Path, added_tokens: list[str], chat_template: str | None) -> None:

@@ -14,6 +14,8 @@ from luminary.merge.tensorio import ModelTensors
 if TYPE_CHECKING:
     import torch
 
+    from luminary.merge.architectures import ModuleLayout
+
 # "model.layers.3.mlp.up_proj.weight" -> ("model.layers.", 3, "mlp.up_proj.weight"); GPT-2 style "h.3." too.
 LAYER = re.compile(r"^((?:.*\.)?(?:layers|h|blocks|block|layer)\.)(\d+)\.(.+)$")
 
@@ -26,6 +28,8 @@ class ModelFolder:
     layers: dict[int, list[str]] = field(default_factory=dict)  # layer index -> suffixes in file order
     prefix: str = ""
     outside: list[str] = field(default_factory=list)  # tensors outside the numbered layers
+    template: str | None = None  # a module's layer names, "{i}" for the index (see module_view)
+    pre: frozenset[str] | None = None  # a module's tensors before its layers (None: judged by name)
 
     @classmethod
     def open(cls, path: str | Path) -> "ModelFolder":
@@ -61,7 +65,36 @@ class ModelFolder:
         return tuple(self.config.get("architectures") or [self.config.get("model_type", "?")])
 
     def layer_tensor(self, layer: int, suffix: str) -> str:
+        if self.template is not None:
+            return self.template.format(i=layer) + suffix
         return f"{self.prefix}{layer}.{suffix}"
+
+    def is_pre(self, name: str) -> bool:
+        """Whether a tensor outside the layers comes before them (embeddings) or after (norm, head)."""
+        if self.pre is not None:
+            return name in self.pre
+        return "embed" in name or name.split(".")[-2:-1] in (["wte"], ["wpe"])
+
+    def module_view(self, layout: "ModuleLayout") -> "ModelFolder":
+        """This folder seen as one module of a multi-module model (``luminary.merge.architectures``):
+        only the module's tensors, its layers numbered from 0 as the layout names them."""
+        names = self.tensors.names()
+        layers: dict[int, list[str]] = {}
+        if layout.layer is not None and "{i}" in layout.layer:
+            head, tail = layout.layer.split("{i}")
+            pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "(.+)$")
+            for name in names:
+                if match := pattern.match(name):
+                    layers.setdefault(int(match.group(1)), []).append(match.group(2))
+            if sorted(layers) != list(range(len(layers))):
+                raise LuminaryError(f"{self.path}: layers {sorted(layers)} under '{head}': not numbered 0 to n-1")
+        elif layout.layer is not None:
+            suffixes = [name[len(layout.layer):] for name in names if name.startswith(layout.layer)]
+            layers = {i: suffixes for i in range(layout.count or 0)} if suffixes else {}
+        pre = [n for n in layout.pre if n in self.tensors]
+        post = [n for n in layout.post if n in self.tensors]
+        return ModelFolder(self.path, self.config, self.tensors, layers, outside=pre + post,
+                           template=layout.layer, pre=frozenset(pre))
 
     def is_vocab_tensor(self, name: str) -> bool:
         """A tensor with one row per token (embeddings, output head) outside the layers."""

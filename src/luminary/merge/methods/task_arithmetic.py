@@ -108,7 +108,7 @@ class TaskArithmetic(MergeMethod):
         elif self.sparsification == "magnitude_outliers":
             delta = sparsify.magnitude_outliers(delta, p["density"], p["gamma"], mode)
         elif self.sparsification == "della":  # draws from the shared generator, like DARE's
-            delta = sparsify.della_magprune(delta, p["density"], p["epsilon"], generator, mode)
+            delta = sparsify.della_magprune(delta, p["density"], p["epsilon"], generator, mode, in_place=True)
         return delta.mul_(w)
 
     @staticmethod
