@@ -1,4 +1,4 @@
-"""``luminary release``, ``luminary verify``, ``luminary analyze ...``, ``luminary report``."""
+"""``luminary release``, ``verify``, ``analyze ...``, ``report``, ``convert crystalcoder|amber``."""
 
 from __future__ import annotations
 
@@ -109,8 +109,48 @@ def report(folder: Path = typer.Argument(..., metavar="RUN_OR_RELEASE")) -> None
     typer.echo(str(write_report(folder)))
 
 
+convert_app = typer.Typer(help="LLM360's released checkpoints as luminary folders (CrystalCoder, Amber).",
+                          no_args_is_help=True)
+
+
+@convert_app.command("crystalcoder")
+def convert_crystalcoder(
+    src: Path = typer.Argument(..., help="a CrystalCoder folder in its Hugging Face layout (model_type crystalcoder)"),
+    out: Path = typer.Option(..., "--out", help="the crystal folder to write"),
+    rotary: str = typer.Option("interleaved", "--rotary",
+                               help="interleaved (CrystalCoder's GPT-J pairs) or halves (NeoX's rotate_half)"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="read *.bin weights with torch.load(weights_only=True)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT if it exists"),
+) -> None:
+    """Write a CrystalCoder checkpoint as a luminary crystal folder (safetensors, its tokenizer, a manifest)."""
+    from luminary.release.llm360 import convert_crystalcoder as convert
+
+    result = convert(src, out, rotary, allow_pickle, overwrite)
+    typer.echo(f"converted {result['tensors']} tensors, {result['parameters']:,} parameters, rotary "
+               f"{result['rotary']} -> {result['out']}")
+    typer.echo(f"next: luminary generate {result['out']} --prompt 'def fibonacci(n):'")
+
+
+@convert_app.command("amber")
+def convert_amber(
+    src: Path = typer.Argument(..., help="an Amber folder (a Llama folder with pytorch_model*.bin shards)"),
+    out: Path = typer.Option(..., "--out", help="the safetensors Llama folder to write"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle",
+                                      help="read *.bin weights with torch.load(weights_only=True)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT if it exists"),
+) -> None:
+    """Write an Amber checkpoint as a safetensors Llama folder."""
+    from luminary.release.llm360 import convert_amber as convert
+
+    result = convert(src, out, allow_pickle, overwrite)
+    typer.echo(f"converted {result['parameters']:,} parameters -> {result['out']}")
+    typer.echo(f"next: luminary generate {result['out']} --prompt 'The capital of France is'")
+
+
 def register(app: typer.Typer) -> None:
     app.command("release")(release)
     app.command("verify")(verify)
     app.command("report")(report)
     app.add_typer(analyze_app, name="analyze")
+    app.add_typer(convert_app, name="convert")

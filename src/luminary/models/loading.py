@@ -21,6 +21,8 @@ from luminary.core.runs import list_checkpoints
 from luminary.models.registry import register_all
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+BIN = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -47,6 +49,18 @@ def weight_files(path: Path) -> tuple[list[Path], list[Path]]:
     safe = sorted(path.glob("*.safetensors"))
     pickled = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
     return safe, pickled
+
+
+def pickle_weight_files(folder: Path, pickled: list[Path]) -> list[Path]:
+    """The pickle files that hold the weights: the shards ``pytorch_model.bin.index.json`` names
+    (each inside the folder), else ``pytorch_model.bin``, else every pickle file there. A Trainer's
+    ``training_args.bin`` or ``optimizer.pt`` beside the weights is therefore never read as weights."""
+    files = weight_index_files(folder, BIN_INDEX)
+    if files is not None:
+        return files
+    if (folder / BIN).is_file():
+        return [folder / BIN]
+    return pickled
 
 
 def read_shapes(files: list[Path]) -> dict[str, tuple[list[int], Path]]:
@@ -137,7 +151,7 @@ def load_model(
                 f"{pickled[0]}: pickle weights are refused; convert to safetensors, "
                 "or pass --allow-pickle to read them with torch.load(weights_only=True)"
             )
-        return _load_pickled(path, pickled, auto_class, config, **kwargs)
+        return _load_pickled(path, pickle_weight_files(path, pickled), auto_class, config, **kwargs)
     except LuminaryError:
         raise
     except (ValueError, RuntimeError, OSError) as exc:

@@ -120,7 +120,7 @@ class FolderWeights:
     """
 
     def __init__(self, folder: Path, allow_pickle: bool = False):
-        from luminary.models.loading import weight_files
+        from luminary.models.loading import pickle_weight_files, weight_files
 
         self.folder = folder
         safe, pickled = weight_files(folder)
@@ -133,7 +133,7 @@ class FolderWeights:
             if not allow_pickle:
                 raise LuminaryError(f"{pickled[0]}: pickle weights are refused; convert to safetensors, "
                                     "or pass --allow-pickle to read them with torch.load(weights_only=True)")
-            for file in pickled:
+            for file in pickle_weight_files(folder, pickled):
                 try:
                     part = torch.load(file, map_location="cpu", weights_only=True)
                 except Exception as exc:  # an UnpicklingError for anything but plain tensors

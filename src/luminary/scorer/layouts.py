@@ -26,21 +26,8 @@ import numpy as np
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import weight_index_files
 
-BIN = "pytorch_model.bin"
-BIN_INDEX = "pytorch_model.bin.index.json"
 FLAX = "flax_model.msgpack"
-
-
-def pickle_weight_files(folder: Path, pickled: list[Path]) -> list[Path]:
-    """The ``.bin`` files that hold the weights: the index's shards, else ``pytorch_model.bin``, else all."""
-    files = weight_index_files(folder, BIN_INDEX)
-    if files is not None:
-        return files
-    if (folder / BIN).is_file():
-        return [folder / BIN]
-    return pickled
 
 
 def _ext_hook(code: int, data: bytes) -> Any:

@@ -22,8 +22,9 @@ from transformers import AutoModelForSequenceClassification
 from luminary.core.errors import LuminaryError
 from luminary.core.io import atomic_dir, write_manifest
 from luminary.core.locks import locked
-from luminary.models.loading import load_config, load_model, load_tokenizer, resolve_model_dir, weight_files
-from luminary.scorer.layouts import FLAX, fit_prefix, flax_to_torch, pickle_weight_files
+from luminary.models.loading import (load_config, load_model, load_tokenizer, pickle_weight_files, resolve_model_dir,
+                                     weight_files)
+from luminary.scorer.layouts import FLAX, fit_prefix, flax_to_torch
 
 MAX_LENGTH = 512
 

@@ -7,6 +7,11 @@ output is multiplied by 14.6, the logits by ``output_logits_alpha ×
 width_scale`` (2.22 × 0.0625 = 0.13875), attention scores are scaled by
 1/d_head instead of 1/√d_head, and hidden matrices train with learning rate ×
 ``width_scale``.
+
+``rotary_interleaved``: rotate dimension pairs (2i, 2i + 1), GPT-J's
+``rotate_every_two`` with each frequency repeated in place, as CrystalCoder's
+released weights were trained (its Megatron scripts' ``--rotary-interleave-repeat``);
+False (the default of a fresh model): NeoX's halves (i, i + R/2), ``rotate_half``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class CrystalConfig(PretrainedConfig):
         max_position_embeddings: int = 2048,
         rotary_pct: float = 0.25,
         rope_theta: float = 10000.0,
+        rotary_interleaved: bool = False,
         layer_norm_eps: float = 1e-5,
         use_bias: bool = True,
         embeddings_scale: float = 14.6,
@@ -51,6 +57,7 @@ class CrystalConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.rotary_pct = rotary_pct
         self.rope_theta = rope_theta
+        self.rotary_interleaved = rotary_interleaved
         self.layer_norm_eps = layer_norm_eps
         self.use_bias = use_bias
         self.embeddings_scale = embeddings_scale

@@ -36,14 +36,21 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_partial_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotate_every_two(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): GPT-J's pairs of neighbours."""
+    return torch.stack((-x[..., 1::2], x[..., ::2]), dim=-1).flatten(-2)
+
+
+def apply_partial_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                         interleaved: bool = False) -> torch.Tensor:
     """Rotate the first ``cos.shape[-1]`` dimensions of each head; pass the rest.
 
-    x: (B, H, T, D); cos, sin: (B, 1, T, R) with R <= D.
+    x: (B, H, T, D); cos, sin: (B, 1, T, R) with R <= D, laid out as the
+    rotation pairs them (``CrystalRotary``).
     """
     r = cos.shape[-1]
     x_rot, x_pass = x[..., :r], x[..., r:]
-    x_rot = x_rot * cos + rotate_half(x_rot) * sin
+    x_rot = x_rot * cos + (rotate_every_two(x_rot) if interleaved else rotate_half(x_rot)) * sin
     return torch.cat((x_rot, x_pass), dim=-1)
 
 
@@ -57,13 +64,16 @@ class CrystalRotary(nn.Module):
     def __init__(self, config: CrystalConfig):
         super().__init__()
         self.dim, self.base = config.rotary_dim, config.rope_theta
+        self.interleaved = getattr(config, "rotary_interleaved", False)
 
     @torch.no_grad()
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         device = position_ids.device
         inv_freq = 1.0 / (self.base ** (torch.arange(0, self.dim, 2, dtype=torch.float32, device=device) / self.dim))
         freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # (B, T, R/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, R)
+        # halves: (f0 ... f(R/2-1), f0 ... f(R/2-1)); interleaved: (f0, f0, f1, f1, ...)
+        emb = freqs.repeat_interleave(2, dim=-1) if self.interleaved else torch.cat((freqs, freqs), dim=-1)
+        emb = emb[:, None]  # (B, 1, T, R)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
@@ -79,6 +89,7 @@ class CrystalAttention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=bias)
         # μP: scores q·k / d_head instead of q·k / √d_head.
         self.scaling = 1.0 / self.head_dim if config.scale_qk_dot_by_d else self.head_dim**-0.5
+        self.interleaved = getattr(config, "rotary_interleaved", False)
 
     def forward(self, x, cos, sin, mask, cache):
         B, T, _ = x.shape
@@ -86,7 +97,7 @@ class CrystalAttention(nn.Module):
         q = self.q_proj(x).view(shape).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(shape).transpose(1, 2)
         v = self.v_proj(x).view(shape).transpose(1, 2)
-        q, k = apply_partial_rotary(q, cos, sin), apply_partial_rotary(k, cos, sin)
+        q, k = apply_partial_rotary(q, cos, sin, self.interleaved), apply_partial_rotary(k, cos, sin, self.interleaved)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
         if mask is None:
