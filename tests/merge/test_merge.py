@@ -225,3 +225,22 @@ def test_a_parameter_another_method_reads_is_ignored_with_a_warning(zoo, capsys,
     monkeypatch.setenv("LUMINARY_QUIET", "0")
     check_parameter_names(config, get_method("linear"))
     assert "models[0].parameters.density: not read by merge_method 'linear'; ignored" in capsys.readouterr().err
+
+
+def test_the_tokenizers_pad_token_reaches_config_and_generation_config(tmp_path, zoo, tokenizer, cli):
+    """Issue 25: the inputs leave pad_token_id null while their tokenizer has a pad token; the merge
+    writes its id into config.json and generation_config.json, where batched generation and lm-eval
+    look for it. An id the reference's config already sets is kept."""
+    assert tokenizer.pad_token_id is not None
+    assert json.loads((zoo["a"] / "config.json").read_text()).get("pad_token_id") is None
+    (zoo["a"] / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "pad_token_id": None}))
+    text = f"models:\n  - model: {zoo['a']}\n  - model: {zoo['b']}\nmerge_method: linear\ndtype: float32\n"
+    (tmp_path / "m.yaml").write_text(text)
+    assert cli("merge", tmp_path / "m.yaml", "--out", tmp_path / "out").returncode == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    generation = json.loads((tmp_path / "out" / "generation_config.json").read_text())
+    assert config["pad_token_id"] == generation["pad_token_id"] == tokenizer.pad_token_id
+    set_one = json.loads((zoo["a"] / "config.json").read_text()) | {"pad_token_id": 3}
+    (zoo["a"] / "config.json").write_text(json.dumps(set_one))
+    assert cli("merge", tmp_path / "m.yaml", "--out", tmp_path / "kept").returncode == 0
+    assert json.loads((tmp_path / "kept" / "config.json").read_text())["pad_token_id"] == 3

@@ -33,7 +33,8 @@ def test_release_layout_index_and_card(release_dir, run_dir):
     assert index["checkpoints"][-1]["tokens_per_source"] == read_metrics(run_dir / "metrics.jsonl")[-1]["source_tokens"]
     card = (release_dir / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert front["license"] and front["datasets"] and "luminary" in front["tags"]
+    assert front["license"] and "luminary" in front["tags"]
+    assert "datasets" not in front  # no source names a Hub dataset: none is made up
     # shaped like OLMo's revisions: named by step and tokens, the final model at the root
     names = [e["checkpoint"] for e in index["checkpoints"]]
     assert names[0] == f"checkpoints/step{index['checkpoints'][0]['step']:06d}-tokens576"  # 3 steps × 4 × 48

@@ -15,12 +15,15 @@ def release(
     run: Path = typer.Argument(..., help="a pretraining run folder"),
     out: Path = typer.Option(..., "--out", help="release folder to write (must not exist)"),
     fmt: str = typer.Option("jsonl", "--format", help="chunk format: jsonl or parquet"),
+    git: bool = typer.Option(False, "--git", help="also a local git repository: branch main, and one branch "
+                             "per checkpoint with its files at the root, as the Hub's revisions"),
 ) -> None:
     """Write RUN as an LLM360-style release: checkpoints, data chunks, index, card, manifest."""
     from luminary.release import make_release
 
-    folder = make_release(run, out, fmt)
+    folder = make_release(run, out, fmt, git=git)
     typer.echo(f"released {folder}")
+    typer.echo(f"next: luminary verify {folder}")
 
 
 def verify(

@@ -74,6 +74,9 @@ def docstrings(source: str) -> list[str]:
 class SourceBase(Config):
     kind: Literal["code", "prose"] = Field(
         "prose", description="code or prose: a phase's FIM applies to code sources unless told otherwise")
+    hub_dataset: str | None = Field(
+        None, description="the Hub dataset id this source's text comes from, listed in the release card's "
+                          "datasets (none: the source is described in the card's body only)")
 
 
 class StdlibCode(SourceBase):

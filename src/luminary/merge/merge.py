@@ -77,16 +77,18 @@ def write_folder(out: str | Path, plan: MergePlan, config_json: dict[str, Any], 
     ``card``: the text of ``README.md`` (see ``luminary.merge.card``); ``copy_tokenizer=False``
     leaves the tokenizer out, unless the merge built its own (a joined vocabulary), as mergekit does."""
     ref = plan.models[plan.reference]
+    config_json = dict(config_json)  # a pad token id may be added: the caller's copy stays as it was
     entries = [(t.name, t.out_dtype or plan.out_dtype, t.shape) for t in plan.tasks]
     with locked(out, "merge output"), atomic_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
         if (ref.path / "generation_config.json").is_file():
             shutil.copy2(ref.path / "generation_config.json", tmp / "generation_config.json")
         if copy_tokenizer or plan.vocab is not None:
             write_tokenizer(tmp, tokenizer_from, list(added_tokens), chat_template)
+            carry_pad_token(tmp, config_json)
         elif chat_template:
             info("[yellow]warning:[/yellow] chat_template is not written: the tokenizer is not copied "
                  "(--no-copy-tokenizer)")
+        (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
         writer = StreamingWriter(tmp, entries, max_shard_size)
         try:
             execute(plan, writer.write, description)
@@ -97,6 +99,29 @@ def write_folder(out: str | Path, plan: MergePlan, config_json: dict[str, Any], 
             (tmp / name).write_text(text, encoding="utf-8")
         write_manifest_with(tmp, writer.sha256)
     return Path(out)
+
+
+def carry_pad_token(folder: Path, config_json: dict[str, Any]) -> None:
+    """The written tokenizer's pad token id into ``config_json`` and ``generation_config.json`` where
+    they leave it null (issue 25: batched generation and lm-eval read it from there). mergekit keeps
+    the reference's null; an id the config already sets is kept."""
+    if config_json.get("pad_token_id") is not None:
+        return
+    tokenizer_config = folder / "tokenizer_config.json"
+    if not tokenizer_config.is_file():
+        return
+    from luminary.models.loading import load_tokenizer
+
+    pad = load_tokenizer(folder).pad_token_id
+    if pad is None or pad >= int(config_json.get("vocab_size") or pad + 1):
+        return
+    config_json["pad_token_id"] = int(pad)
+    generation = folder / "generation_config.json"
+    if generation.is_file():
+        data = json.loads(generation.read_text(encoding="utf-8"))
+        if data.get("pad_token_id") is None:
+            data["pad_token_id"] = int(pad)
+            atomic_write_text(generation, json.dumps(data, indent=2) + "\n")
 
 
 def write_manifest_with(folder: Path, known: dict[str, str]) -> None:

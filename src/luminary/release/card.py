@@ -9,10 +9,24 @@ import yaml
 from luminary.data.fim import describe as describe_fim
 from luminary.pretrain.recipe import Recipe
 
-DATASET_NAMES = {"stdlib-code": "cpython-stdlib-code", "stdlib-prose": "cpython-stdlib-docs"}
+def model_index(name: str, recipe: Recipe, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hugging Face ``model-index`` results for what luminary measured on the final checkpoint: the
+    validation loss per source (held-out documents of each source), as ``huggingface_hub`` parses them."""
+    results = []
+    for source, value in sorted((entry.get("val_loss") or {}).items()):
+        given = recipe.sources.get(source)
+        results.append({
+            "task": {"type": "text-generation", "name": "Text Generation"},
+            "dataset": {"name": f"{source} (held out)", "type": (given.hub_dataset if given else None) or source,
+                        "split": "validation"},
+            "metrics": [{"type": "loss", "name": "validation loss", "value": round(float(value), 4)}],
+        })
+    return [{"name": name, "results": results}] if results else []
 
 
 def model_card(recipe: Recipe, lock: dict[str, Any], entries: list[dict[str, Any]]) -> str:
+    """The card: front matter ``huggingface_hub.ModelCard`` parses (datasets as the recipe gives their
+    Hub ids; no made-up names), then the data, phases and checkpoints."""
     sources = lock["sources"]
     front = {
         "license": "apache-2.0",
@@ -20,8 +34,13 @@ def model_card(recipe: Recipe, lock: dict[str, Any], entries: list[dict[str, Any
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": ["luminary", "llm360", "crystal", recipe.model.preset, "fill-in-the-middle"],
-        "datasets": [DATASET_NAMES.get(s["type"], name) for name, s in sources.items()],
     }
+    datasets = [s.hub_dataset for s in recipe.sources.values() if s.hub_dataset]
+    if datasets:
+        front["datasets"] = list(dict.fromkeys(datasets))
+    index = model_index(recipe.name, recipe, entries[-1])
+    if index:
+        front["model-index"] = index
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {recipe.name}", "",
              f"A `{recipe.model.preset}` model pretrained with luminary in {len(lock['phases'])} phases "

@@ -25,8 +25,9 @@ from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
 from luminary.pretrain.recipe import Recipe
 from luminary.release.chunks import chunk_samples, jsonl_line, read_chunk, step_hashes
+from luminary.release.git import check_git
 
-DERIVED = ("analysis", "report")  # written after the release, outside the manifest
+DERIVED = ("analysis", "report", ".git")  # written after the release or beside it, outside the manifest
 
 
 def _rebuild_mixture(release: Path, data_dir: Path):
@@ -55,6 +56,7 @@ def verify_release(release: str | Path, data_dir: str | Path | None = None, rebu
         return problems or [f"index.json or metrics.jsonl: unreadable ({exc})"]
     batch = index["global_batch"]
     problems += _index_claims(release, index)
+    problems += check_git(release, index["checkpoints"])  # --git: each branch is its checkpoint
     for entry in index["checkpoints"]:
         try:
             chunk = contained(release, entry["chunk"], "index.json chunk")

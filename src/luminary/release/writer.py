@@ -10,6 +10,8 @@
     DIR/metrics.jsonl           the run's log;  DIR/recipe.json, recipe.lock.json, tokenizer/
     DIR/README.md               a model card (Hugging Face front matter)
     DIR/MANIFEST.sha256         sha256 of every file
+    DIR/.git                    with --git: branch main, and one branch per checkpoint holding its files
+                                at the root, as the Hub's revisions (``luminary.release.git``)
 
 Unlike Amber, whose chunk order depended on where the run was restarted (a
 shuffle seeded per launch), the order here is a pure function of the recipe:
@@ -69,7 +71,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
-def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overwrite: bool = False) -> Path:
+def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overwrite: bool = False,
+                 git: bool = False) -> Path:
+    """Write the release (see the module docstring); ``git``: also a git repository with one branch per
+    checkpoint (``luminary.release.git``)."""
     from luminary.pretrain.runner import open_run
 
     run_dir, out = Path(run_dir), Path(out)
@@ -128,4 +133,8 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
         (tmp / "index.json").write_text(json.dumps(index, indent=2))
         (tmp / "README.md").write_text(model_card(recipe, data.lock, entries))
         write_manifest(tmp)
+        if git:
+            from luminary.release.git import write_git
+
+            write_git(tmp, entries, date=f"{int((run_dir / 'metrics.jsonl').stat().st_mtime)} +0000")
     return out
