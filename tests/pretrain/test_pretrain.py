@@ -19,6 +19,12 @@ def test_small_recipe_end_to_end(tmp_path, cli, recipe):
     result = cli("pretrain", write(tmp_path, recipe), "--out", run)
     assert result.returncode == 0, result.stderr
     assert "code val loss" in result.stdout and "completion" in result.stdout
+    # what the model learned, honestly: greedy beside a seeded sample, and the first and final checkpoints'
+    # code-completion score; then the final checkpoint's path and the next command
+    out = result.stdout
+    assert "greedy:" in out and "sampled (temperature 0.8, top-k 50, seed 0):" in out
+    assert "code completion, next line of 24 standard-library test functions (greedy): edit similarity" in out
+    assert f"final checkpoint: {run / 'checkpoints'}" in out and f"next: luminary release {run} --out" in out
     records = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(12))
     assert [r["phase"] for r in records] == ["p1"] * 6 + ["p2"] * 6

@@ -90,6 +90,7 @@ class PretrainResult:
     records: list[dict]
     lock: dict
     completion: str | None
+    completion_prompt: str | None = None
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -145,7 +146,7 @@ def pretrain(recipe_path: str | Path, out: str | Path | None = None, resume: boo
     completion = None
     if recipe.completion_prompt and deployer.is_main:
         completion = complete(result.trainer.model, data.tokenizer, recipe.completion_prompt)
-    return PretrainResult(run_dir, records, data.lock, completion)
+    return PretrainResult(run_dir, records, data.lock, completion, recipe.completion_prompt)
 
 
 def _prepare_collectively(recipe: Recipe, run_dir: Path, deployer: Deployer) -> PreparedData:
