@@ -115,6 +115,8 @@ def train(
     from luminary.ctc.train import AlignerTrainConfig, train_aligner
 
     typer.echo(json.dumps(train_aligner(load_config(config, AlignerTrainConfig), out, resume=resume), indent=2))
+    typer.echo(f"next: luminary ctc score DATA.jsonl --task TASK --aspect ASPECT --align D --model {out}/best",
+               err=True)  # stdout stays one JSON object
 
 
 @ctc_app.command("convert")

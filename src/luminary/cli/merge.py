@@ -158,6 +158,7 @@ def run_with_options(config_path: Path, out: Path, overwrite: bool, **opts) -> N
         torch.set_num_threads(threads)
     on = f" on {summary['device']}" if summary.get("device", "cpu") != "cpu" else ""
     typer.echo(f"merged {summary['tensors']} tensors ({summary['method']}){on} into {summary['out']}")
+    typer.echo(f"next: luminary generate {summary['out']} --prompt 'Hello' --greedy")
 
 
 @merge_app.command("run")
@@ -237,6 +238,7 @@ def merge_search(
 
     result = run_search(load_search_config(config), out, overwrite=overwrite)
     typer.echo(f"best score {result['best_score']:.6g} after {result['evaluations']} evaluations -> {out}")
+    typer.echo(f"next: luminary generate {out} --prompt 'Hello' --greedy")
 
 
 @zoo_app.command("cluster")
@@ -255,6 +257,8 @@ def zoo_cluster(
                          overwrite=overwrite)
     for i, family in enumerate(result["families"]):
         typer.echo(f"family {i}: {' '.join(family)}")
+    typer.echo(f"-> {out}/clusters.json, {out}/similarity.png")
+    typer.echo("next: merge a family with luminary merge run CONFIG, or the whole zoo with luminary glue RECIPE")
 
 
 def moe(
@@ -268,6 +272,7 @@ def moe(
     summary = run_mixture(load_mixture_config(config), out, overwrite=overwrite,
                           config_text=config.read_text(encoding="utf-8"))
     typer.echo(f"{summary['level']}-level mixture of {summary['experts']} experts -> {out}")
+    typer.echo(f"next: luminary generate {out} --prompt 'Hello' --greedy")
 
 
 def stack(
@@ -281,6 +286,7 @@ def stack(
 
     summary = run_stack([str(m) for m in models], out, mode=mode, overwrite=overwrite)
     typer.echo(f"{summary['layers']} layers ({mode}) -> {out}")
+    typer.echo(f"next: luminary generate {out} --prompt 'Hello' --greedy")
 
 
 def glue(
@@ -294,6 +300,7 @@ def glue(
     report = run_glue(load_glue_recipe(recipe), out, overwrite=overwrite,
                       config_text=recipe.read_text(encoding="utf-8"))
     typer.echo(f"{len(report['clusters'])} clusters -> {out} (report.md)")
+    typer.echo(f"next: read {out}/report.md; luminary generate on the model folder it names")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,9 @@ def train(
     if records:
         last = records[-1]
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f} reward {last.get('reward_mean', float('nan')):.2f}")
+    run = out or Path("runs") / config.stem
+    typer.echo(f"-> {run}")
+    typer.echo(f"next: luminary rl generate {run} --source 'a source text'")
 
 
 @rl.command("generate")

@@ -52,6 +52,7 @@ def init(
 
     Scorer.from_backbone(backbone, seed=seed, allow_pickle=allow_pickle, num_layers=num_layers).save_pretrained(out)
     typer.echo(str(out))
+    typer.echo(f"next: luminary scorer train CONFIG   (with model: {out}; see examples/scorer-train.yaml)")
 
 
 @scorer_app.command("build-data")
@@ -72,6 +73,7 @@ def build_data(
     examples = build_data_file(input, out, generator, n, size, seed, prompt_template, stop, max_new_tokens,
                                allow_pickle)
     typer.echo(f"{len(examples)} examples -> {out}")
+    typer.echo(f"next: luminary scorer train CONFIG   (with data: {out}; see examples/scorer-train.yaml)")
 
 
 @scorer_app.command("train")
@@ -87,6 +89,7 @@ def train(
     result = train_scorer(load_config(config, ScorerTrainConfig), out or Path("runs") / config.stem, resume=resume)
     last = result["records"][-1] if result["records"] else {}
     typer.echo(f"step {last.get('step', '-')}: loss {last.get('loss', float('nan')):.4f} -> {result['scorer']}")
+    typer.echo(f"next: luminary score {result['scorer']} --input pairs.jsonl   (rows with instruction, response)")
 
 
 @scorer_app.command("best-of-n")
