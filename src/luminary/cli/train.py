@@ -25,5 +25,17 @@ def train(
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")
 
 
+def merge_lora(
+    adapter: Path = typer.Argument(..., help="an adapter folder, or a run folder (its latest checkpoint)"),
+    out: Path = typer.Option(..., "--out", help="folder for the merged model"),
+    base: Path = typer.Option(None, "--base", help="base model folder (default: the one the adapter names)"),
+) -> None:
+    """Fold a LoRA adapter into its base: a plain transformers folder, no peft needed to load it."""
+    from luminary.train.lora import merge_adapter
+
+    typer.echo(f"merged model: {merge_adapter(adapter, out, base)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("merge-lora")(merge_lora)

@@ -5,6 +5,10 @@ line, from ``text_field``); they are tokenized, joined with EOS and cut into
 blocks of ``seq_len`` tokens, then trained through the one Trainer on the
 config's ``deploy:`` settings.
 
+Chat data (``data.format: chat``, ``luminary.train.chat``) is rendered with
+the chat template, the loss on the responses only; ``train.lora`` trains LoRA
+adapters through peft (``luminary.train.lora``).
+
 One CPU process:  luminary train examples/finetune-tiny.yaml --out runs/finetune-tiny
 Many processes:   torchrun --standalone --nproc-per-node 4 -m luminary train CONFIG --out DIR   (deploy.tp: 2)
 """
@@ -22,13 +26,18 @@ from luminary.core.config import Config
 from luminary.core.deploy import MOVED_TO_DEPLOY, DeployConfig
 from luminary.core.errors import LuminaryError
 from luminary.core.io import read_jsonl
+from luminary.train.lora import LoraConfig
 from luminary.train.optim import OptimizerConfig
 from luminary.train.schedules import ScheduleConfig
 
 
 class DataConfig(Config):
     path: str
-    format: Literal["auto", "text", "jsonl"] = "auto"
+    format: Literal["auto", "text", "jsonl", "chat"] = Field(
+        "auto", description="chat: a JSONL of messages or prompt/response rows (luminary.train.chat)")
+    chat_template: Literal["model", "chatml"] = Field(
+        "model", description="format chat: the tokenizer's own template (refused if it has none), "
+                             "or chatml: the ChatML default for a tokenizer without one")
     text_field: str = "text"
     glob: str = "**/*"
     seq_len: int = Field(256, ge=2)
@@ -53,12 +62,16 @@ class TrainLoopConfig(Config):
         return self
 
 
+class FinetuneLoopConfig(TrainLoopConfig):
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters (peft), the base frozen")
+
+
 class FinetuneConfig(Config):
     moved_keys = MOVED_TO_DEPLOY
     model: str = Field(description="a model folder, or a preset name (then give tokenizer)")
     tokenizer: str | None = None
     data: DataConfig
-    train: TrainLoopConfig
+    train: FinetuneLoopConfig
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig | None = None
     deploy: DeployConfig = DeployConfig()
@@ -139,21 +152,58 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     if len(tokenizer) > vocab:
         raise LuminaryError(f"tokenizer: {len(tokenizer)} tokens do not fit the model's vocabulary of {vocab}")
     check_context(source.config, config.data.seq_len, "data.seq_len")
-    blocks = pack_blocks(read_documents(config.data), tokenizer, config.data.seq_len)
+    if config.data.format == "chat":
+        from luminary.train.chat import chat_examples
+
+        blocks = chat_examples(config.data.path, tokenizer, config.data.seq_len, config.data.chat_template)
+    else:
+        blocks = pack_blocks(read_documents(config.data), tokenizer, config.data.seq_len)
     n_eval = int(len(blocks) * config.data.eval_fraction)
     order = np.random.default_rng(deploy.seed).permutation(len(blocks))
     eval_blocks = [blocks[i] for i in order[:n_eval]]
     train_blocks = [blocks[i] for i in order[n_eval:]]
 
-    deployer = start_run(out, deploy, config, resume=resume, needs=CAUSAL_LM, model_config=source.config)
     t = config.train
+    if t.lora is not None and (deploy.tp > 1 or (deploy.dp or 1) > 1 or deploy.float8 or _world_size() > 1):
+        raise LuminaryError("train.lora: not supported with deploy.tp/dp > 1, deploy.float8 or torchrun yet")
+    if t.lora is not None:
+        from luminary.train.lora import apply_lora
+
+        apply_lora(source.skeleton(), t.lora)  # a bad target_modules is named before the run folder is made
+    deployer = start_run(out, deploy, config, resume=resume, needs=CAUSAL_LM, model_config=source.config)
+    model = source if t.lora is None else lora_model(source, t.lora, config.model, is_preset, out, deployer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     evaluation = Evaluation(eval_blocks, every=t.eval_every) if eval_blocks and t.eval_every else None
     result = fit_run(
-        deployer, source, functools.partial(causal_lm_collate, pad_id=pad),
+        deployer, model, functools.partial(causal_lm_collate, pad_id=pad),
         functools.partial(causal_lm_loss, fused=deploy.fused_cross_entropy), train_blocks,
         per_device_batch_size=t.per_device_batch_size, accumulate_grad_batches=t.accumulate_grad_batches,
         max_steps=t.max_steps, n_epochs=t.n_epochs, optimizer=config.optimizer, schedule=config.schedule,
         max_grad_norm=t.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer, resume=resume,
     )
     return result.records
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def lora_model(source, lora: LoraConfig, model: str, is_preset: bool, out: Path, deployer):
+    """The base built whole, with adapters on; the adapter records its base folder (a preset's
+    fresh weights are written to ``out/base`` so ``luminary merge-lora`` finds them)."""
+    from luminary.train.lora import apply_lora, trainable_share
+
+    base = source.build("cpu")
+    if is_preset:
+        base_dir = out / "base"
+        if deployer.is_main and not (base_dir / "config.json").is_file():
+            base.save_pretrained(base_dir, safe_serialization=True)
+    else:
+        base_dir = Path(model)
+    wrapped = apply_lora(base, lora)
+    wrapped.peft_config[wrapped.active_adapter].base_model_name_or_path = str(base_dir.resolve())
+    trainable, total = trainable_share(wrapped)
+    deployer.log(f"LoRA: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)")
+    return wrapped

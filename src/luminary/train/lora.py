@@ -1,0 +1,119 @@
+"""LoRA through ``peft``: low-rank adapters trained, the base frozen; and merging them back.
+
+W' = W + (alpha / r) · B A, with A: (r, in), B: (out, r), B zero at the start
+(Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"). Only A
+and B train; checkpoints hold the adapter alone in peft's format
+(``adapter_model.safetensors`` + ``adapter_config.json``), so
+``PeftModel.from_pretrained(base, folder)`` loads it. :func:`merge_adapter`
+folds it back (``merge_and_unload``) into a plain ``save_pretrained`` folder.
+
+    luminary train examples/finetune-chat-lora.yaml --out runs/chat-lora
+    luminary merge-lora runs/chat-lora --out runs/chat-lora-merged
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from luminary.core.config import Config
+from luminary.core.errors import LuminaryError
+from luminary.core.io import read_json
+
+
+class LoraConfig(Config):
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = Field(
+        "all-linear", description="module names (or 'all-linear': every linear layer but the output head)")
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise LuminaryError("train.lora: needs peft (pip install 'luminary[lora]')") from None
+    return peft
+
+
+def apply_lora(model: torch.nn.Module, config: LoraConfig) -> torch.nn.Module:
+    """The model with LoRA adapters on ``target_modules``; every base weight frozen."""
+    peft = _peft()
+    lora = peft.LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                           target_modules=config.target_modules, task_type="CAUSAL_LM")
+    try:
+        return _adapter_model(model, lora)
+    except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
+        raise LuminaryError(f"lora.target_modules: {str(exc).splitlines()[0]}") from None
+
+
+class _Loader:
+    """``load_state_dict`` that also takes an adapter file's keys (the Trainer's resume reads the checkpoint's
+    safetensors as they are: peft's names without the adapter name)."""
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):  # noqa: D102
+        peft = _peft()
+        own = self.state_dict().keys()
+        if state and all("lora_" in k for k in state) and not set(state) <= own:  # an adapter file
+            result = peft.set_peft_model_state_dict(self, state)  # renames, then calls this again
+            missing = [k for k in own if "lora_" in k and k in result.missing_keys]
+            return torch.nn.modules.module._IncompatibleKeys(missing, list(result.unexpected_keys))
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def _adapter_model(model: torch.nn.Module, lora: Any) -> torch.nn.Module:
+    """peft's ``PeftModelForCausalLM`` with :class:`_Loader` (made here: peft is an optional import)."""
+    cls = type("AdapterModel", (_Loader, _peft().PeftModelForCausalLM), {})
+    return cls(model, lora)
+
+
+def trainable_share(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable parameters, all parameters)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def find_adapter(path: str | Path) -> Path:
+    """An adapter folder, or a run folder (then its latest checkpoint)."""
+    from luminary.core.runs import list_checkpoints
+
+    path = Path(path)
+    if (path / "adapter_config.json").is_file():
+        return path
+    found = list_checkpoints(path / "checkpoints") if (path / "checkpoints").is_dir() else []
+    if found and (found[-1][1] / "adapter_config.json").is_file():
+        return found[-1][1]
+    raise LuminaryError(f"{path}: no adapter_config.json here nor in a checkpoint of this run folder")
+
+
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """Fold the adapter into its base and write a plain HF folder (safetensors, config, tokenizer).
+
+    ``base``: the base model folder; default the one the adapter names (``base_model_name_or_path``),
+    which for a run from a preset is the run's own ``base/`` folder.
+    """
+    from luminary.core.io import atomic_dir, write_manifest
+    from luminary.core.locks import locked
+    from luminary.models import load_model, load_tokenizer
+
+    peft = _peft()
+    folder = find_adapter(adapter)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise LuminaryError(f"--out: {out} exists and is not empty")
+    base = Path(base or read_json(folder / "adapter_config.json").get("base_model_name_or_path") or "")
+    if not (base / "config.json").is_file():
+        raise LuminaryError(f"--base: {base} is not a model folder (give --base)")
+    model = load_model(base)  # luminary's loader: safetensors only, no remote code
+    merged = peft.PeftModel.from_pretrained(model, folder).merge_and_unload()
+    with locked(out, "model folder"), atomic_dir(out, overwrite=True) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tok_dir = folder if (folder / "tokenizer_config.json").is_file() else base
+        if (tok_dir / "tokenizer_config.json").is_file():
+            load_tokenizer(tok_dir).save_pretrained(tmp)
+        write_manifest(tmp)
+    return out
