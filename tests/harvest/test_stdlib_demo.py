@@ -49,3 +49,29 @@ def test_a_tiny_bert_trained_with_mlm_is_harvested_over_its_checkpoints(tmp_path
     assert [c["step"] for c in summary["checkpoints"]] == [4, 8]
     assert json.loads((run / "analysis" / "harvest" / "config.json").read_text())["release"] is False
     assert all(0.0 <= p <= 1.0 for p in summary["relations"]["self_returns"]["precision"])
+
+
+def test_exception_classes_follow_bases_defined_later_in_the_module():
+    from luminary.harvest.stdlib_demo import exception_classes
+
+    source = ("class Late(Early):\n    pass\n\n"
+              "class Early(ValueError):\n    '''doc'''\n    code = 1\n    more = 2\n    extra = 3\n\n"
+              "class Plain(object):\n    pass\n\n"
+              "class _Hidden(Early):\n    pass\n")
+    pairs, blocks = exception_classes({"m": source})
+    assert pairs == [["Late", "Early"], ["Early", "ValueError"]]  # Late's base is known only once Early is
+    # every exception class is training text (a private one too), each cut to its first 4 lines
+    assert blocks == ["class Late(Early):\n    pass\n", "class Early(ValueError):\n    '''doc'''\n    code = 1\n"
+                      "    more = 2\n", "class _Hidden(Early):\n    pass\n"]
+
+
+def test_chunks_start_with_bos_and_keep_a_long_enough_tail():
+    from luminary.harvest.stdlib_demo import chunks
+    from tests.harvest.conftest import WORDS, word_tokenizer
+
+    tok = word_tokenizer()
+    ids = tok.encode(" ".join(WORDS), add_special_tokens=False)  # 8 tokens
+    bos = tok.bos_token_id
+    assert chunks([" ".join(WORDS)], tok, 4, start=[bos]) == [[bos, *ids[0:3]], [bos, *ids[3:6]], [bos, *ids[6:8]]]
+    assert chunks([" ".join(WORDS)], tok, 6) == [ids[0:6]]  # a tail of 2 < 6 / 2 tokens is dropped
+    assert chunks(["alpha"], tok, 6, start=[bos]) == [[bos, ids[0]]]  # a short text is one example

@@ -6,7 +6,10 @@ then rescore every found tuple with every weighted prompt,
 
     final(tuple) = Σ_p w_p · score(p, tuple)                    (spec step 5)
 
-sort, let each word appear in at most 5 tuples, and keep the top n. The output
+trying each entity as found and title-cased (all 2^n combinations, BertNet's
+``update_ent_tuples``; the best variant is kept, ``case_variants=False``
+turns it off), sort, let each word appear in at most 5 tuples, and keep the
+top n. The output
 folder holds, per relation, ``prompts.json`` (with weights), ``ent_tuples.json``
 (tuples with scores), ``triples.csv`` and ``triples.jsonl``, plus ``config.json``
 and a sha256 manifest; it appears whole or not at all.
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import Field
 
@@ -31,7 +35,8 @@ from luminary.harvest.filters import cap_word_repeats, prompt_words
 from luminary.harvest.precision import precision_at
 from luminary.harvest.prompts import Generator, hf_paraphraser, paraphrase_prompts
 from luminary.harvest.relations import Relation, RelationSet, load_relations
-from luminary.harvest.scoring import LanguageModel, decode_entity, encode_entity, encode_template, score_pairs
+from luminary.harvest.scoring import (LanguageModel, Template, decode_entity, encode_entity, encode_template,
+                                      score_pairs)
 from luminary.harvest.search import SearchSpace, SearchStats, allowed_tokens, run_search
 from luminary.harvest.weights import negative_tuples, normalise, raw_weight
 
@@ -47,6 +52,10 @@ class HarvestConfig(Config):
     paraphraser: str | None = None
     device: str = "cpu"
     precision_at: int = Field(10, ge=1, description="n of precision@n against a relation's truth")
+    case_variants: bool = Field(True, description="rescore each entity as found and title-cased, keep the best")
+    causal_boundary: bool = Field(False, description="causal LMs: score the prompt's token after each entity too "
+                                                     "(luminary's, off as in BertNet; tells a name from its prefix, "
+                                                     "but can make the exact DFS slow: see docs/harvest.md)")
 
 
 def detect_kind(path: str | Path) -> str:
@@ -90,31 +99,58 @@ def vocab_size(lm: LanguageModel) -> int:
 
 
 def check_seeds(lm: LanguageModel, relation: Relation, max_ent_tokens: int) -> None:
+    """Every seed entity is known to the tokenizer and 1..K tokens in each of the relation's prompts,
+    written as each prompt writes its slot (after a space, or glued to the text before it)."""
+    templates = [encode_template(lm.tokenizer, p) for p in [relation.prompt, *relation.prompts]]
     for seed in relation.seeds:
-        for entity in seed:
-            ids = encode_entity(lm.tokenizer, entity)
-            count = len(ids)
-            if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in ids:
-                raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} has characters this "
-                                    "tokenizer cannot represent (it becomes the unknown token)")
-            if not 1 <= count <= max_ent_tokens:
-                raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} is {count} tokens for this "
-                                    f"tokenizer; entities must be 1 to --max-ent-tokens {max_ent_tokens}")
+        for slot, entity in enumerate(seed):
+            for glued in sorted({t.attached.get(slot, False) for t in templates}):
+                ids = encode_entity(lm.tokenizer, entity, space=not glued)
+                if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in ids:
+                    raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} has characters this "
+                                        "tokenizer cannot represent (it becomes the unknown token)")
+                if not 1 <= len(ids) <= max_ent_tokens:
+                    raise LuminaryError(f"relation {relation.name}: seed entity {entity!r} is {len(ids)} tokens for "
+                                        f"this tokenizer; entities must be 1 to --max-ent-tokens {max_ent_tokens}")
 
 
 def weigh_prompts(lm: LanguageModel, prompts: list[str], seeds: list[list[str]], temperature: float = 2.0,
-                  seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+                  seed: int = 0, boundary: bool = False) -> tuple[dict[str, float], dict[str, float]]:
     """(raw weight per prompt, normalised weights of the kept prompts), spec step 3."""
     templates = [encode_template(lm.tokenizer, p) for p in prompts]
     negatives = negative_tuples(seeds, seed=seed)
     tuples = [list(s) for s in seeds] + negatives
-    ids = [[encode_entity(lm.tokenizer, e) for e in t] for t in tuples]
-    scores = score_pairs(lm, [(t, e) for t in templates for e in ids])
+    scores = score_pairs(lm, [(t, t.encode(lm.tokenizer, e)) for t in templates for e in tuples], boundary=boundary)
     raw = {}
     for i, prompt in enumerate(prompts):
-        row = scores[i * len(ids):(i + 1) * len(ids)]
+        row = scores[i * len(tuples):(i + 1) * len(tuples)]
         raw[prompt] = raw_weight(row[:len(seeds)], row[len(seeds):], temperature)
     return raw, normalise(raw)
+
+
+def case_variants(entities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each entity as it is or title-cased, every combination (BertNet's rescoring), duplicates dropped."""
+    return list(dict.fromkeys(itertools.product(*[dict.fromkeys((e, e.title())) for e in entities])))
+
+
+def rescore(lm: LanguageModel, templates: list[Template], weights: list[float], found: list[tuple[str, ...]],
+            variants: bool = True, boundary: bool = False) -> dict[tuple[str, ...], float]:
+    """final = Σ_p w_p · score(p, tuple) of each found tuple (its best case variant when ``variants``),
+    the entities encoded from their text as each prompt writes them; the best score per tuple text."""
+    candidates = [case_variants(t) if variants else [tuple(t)] for t in found]
+    flat = [v for vs in candidates for v in vs]
+    pairs = [(template, template.encode(lm.tokenizer, v)) for v in flat for template in templates]
+    scores = score_pairs(lm, pairs, boundary=boundary)
+    best: dict[tuple[str, ...], float] = {}
+    k = 0
+    for vs in candidates:
+        finals = []
+        for v in vs:
+            finals.append((sum(w * scores[k * len(templates) + i] for i, w in enumerate(weights)), v))
+            k += 1
+        final, pick = max(finals, key=lambda fv: fv[0])  # the first variant (as found) wins a tie
+        best[pick] = max(final, best.get(pick, float("-inf")))
+    return best
 
 
 def harvest_relation(lm: LanguageModel, relation: Relation, cfg: HarvestConfig,
@@ -122,24 +158,23 @@ def harvest_relation(lm: LanguageModel, relation: Relation, cfg: HarvestConfig,
     """Prompts with weights, tuples with scores, and search statistics for one relation."""
     check_seeds(lm, relation, cfg.max_ent_tokens)
     prompts = paraphrase_prompts(relation.prompt, relation.seeds, relation.prompts, generator, cfg.max_prompts)
-    raw, weights = weigh_prompts(lm, prompts, relation.seeds, cfg.temperature, cfg.seed)
+    boundary = cfg.causal_boundary and lm.kind == "causal"
+    raw, weights = weigh_prompts(lm, prompts, relation.seeds, cfg.temperature, cfg.seed, boundary)
     weighted = list(weights)
     templates = {p: encode_template(lm.tokenizer, p) for p in weighted}
-    order = templates[weighted[0]].order
-    searched = [p for p in weighted if lm.kind == "masked" or templates[p].order == order]
+    order, spacing = templates[weighted[0]].order, templates[weighted[0]].spacing()
+    # the search fills the same ids into every prompt it reads: their slots must be spaced alike
+    searched = [p for p in weighted if (lm.kind == "masked" or templates[p].order == order)
+                and templates[p].spacing() == spacing]
     total = sum(weights[p] for p in searched)
     space = SearchSpace(lm, [templates[p] for p in searched], [weights[p] / total for p in searched],
                         relation.arity, order, allowed_tokens(lm.tokenizer, vocab_size(lm)),
-                        prompt_words(prompts), cfg.max_ent_tokens)
+                        prompt_words(prompts), cfg.max_ent_tokens, boundary)
     stats = SearchStats()
     found = run_search(cfg.search, space, cfg.n, stats)
-    pairs = [(templates[p], ents) for *_v, ents in found for p in weighted]
-    scores = score_pairs(lm, pairs)
-    best: dict[tuple[str, ...], float] = {}
-    for k, (*_v, ents) in enumerate(found):
-        final = sum(weights[p] * scores[k * len(weighted) + i] for i, p in enumerate(weighted))
-        names = tuple(decode_entity(lm.tokenizer, e) for e in ents)
-        best[names] = max(final, best.get(names, float("-inf")))
+    names = [tuple(decode_entity(lm.tokenizer, e) for e in ents) for *_v, ents in found]
+    best = rescore(lm, [templates[p] for p in weighted], [weights[p] for p in weighted], names,
+                   cfg.case_variants, boundary)
     ranked = sorted(([list(k), v] for k, v in best.items()), key=lambda kv: -kv[1])
     tuples = cap_word_repeats([(e, s) for e, s in ranked])[:cfg.n]
     return {

@@ -4,7 +4,9 @@ Masked LM (BertNet, specs/bertnet.md step 2): every entity token is masked and
 they are predicted left to right: token i is read with the tokens before it
 filled in and the ones after it still masked, giving lp_1..lp_T. Causal LM
 (the spec's "going beyond"): lp_t is the log-probability of entity token t in
-the filled prompt, given everything before it. Either way
+the filled prompt, given everything before it, and (``boundary``, luminary's
+own, on by default in a harvest) that of the prompt token right after each
+entity, which is how a causal LM tells a whole name from its prefix. Either way
 
     score = (Σ lp / T + Σ lp / n_entities + min lp) / 3
 
@@ -34,11 +36,33 @@ def tuple_score(lps: Sequence[float], n_entities: int) -> float:
 
 @dataclass
 class Template:
-    """A prompt cut into text token ids and slots; entities carry the space before them."""
+    """A prompt cut into text token ids and slots.
+
+    An entity carries the space before it, as in prose ("<ENT0> can <ENT1> ."),
+    unless its slot is glued to the text before it, as in code
+    ("class <ENT0>(<ENT1>):", where the base follows "(" with no space): a
+    byte-level BPE writes " Exception" and "Exception" as different tokens, and
+    the model has only seen the second one after "(".
+    """
 
     text: str
     pieces: list[Any]  # list[int] token ids of text, or an int slot index
     order: list[int]  # slot indices in order of appearance
+    attached: dict[int, bool] = field(default_factory=dict)  # slot -> glued to the text before it
+
+    def spacing(self) -> tuple[bool, ...]:
+        """Which slots are glued, by slot index: templates that agree take the same entity ids."""
+        return tuple(self.attached.get(s, False) for s in sorted(self.order))
+
+    def after(self, slot: int) -> int | None:
+        """The prompt's first token right after ``slot`` (None when another slot or the end follows)."""
+        i = self.pieces.index(slot)
+        nxt = self.pieces[i + 1] if i + 1 < len(self.pieces) else None
+        return nxt[0] if isinstance(nxt, list) and nxt else None
+
+    def encode(self, tokenizer, entities: Sequence[str]) -> list[list[int]]:
+        """The ids of each entity as it stands in its slot of this prompt."""
+        return [encode_entity(tokenizer, e, space=not self.attached.get(i, False)) for i, e in enumerate(entities)]
 
     def fill(self, ents: Sequence[Sequence[int | None]], blank: int) -> tuple[list[int], list[list[int]]]:
         """Token ids with ``ents[i]`` in slot i (None -> ``blank``) and each slot's positions."""
@@ -53,9 +77,9 @@ class Template:
         return ids, spans
 
 
-def encode_entity(tokenizer, entity: str) -> list[int]:
-    """An entity's ids as it stands after a space in a sentence."""
-    return list(tokenizer.encode(" " + entity.strip(), add_special_tokens=False))
+def encode_entity(tokenizer, entity: str, space: bool = True) -> list[int]:
+    """An entity's ids as it stands after a space in a sentence (``space=False``: glued to what precedes it)."""
+    return list(tokenizer.encode((" " if space else "") + entity.strip(), add_special_tokens=False))
 
 
 def decode_entity(tokenizer, ids: Sequence[int]) -> str:
@@ -66,17 +90,20 @@ def encode_template(tokenizer, prompt: str) -> Template:
     parts = [p for p in SLOT_SPLIT.split(prompt) if p != ""]
     pieces: list[Any] = []
     order: list[int] = []
+    attached: dict[int, bool] = {}
     for i, part in enumerate(parts):
         match = re.fullmatch(r"<ENT(\d+)>", part)
         if match:
-            pieces.append(int(match.group(1)))
-            order.append(int(match.group(1)))
+            slot = int(match.group(1))
+            pieces.append(slot)
+            order.append(slot)
+            attached[slot] = i > 0 and not parts[i - 1][-1].isspace()
             continue
         before_slot = i + 1 < len(parts) and re.fullmatch(r"<ENT\d+>", parts[i + 1])
         text = part.rstrip() if before_slot else part
         if text.strip():
             pieces.append(list(tokenizer.encode(text, add_special_tokens=False)))
-    return Template(prompt, pieces, order)
+    return Template(prompt, pieces, order, attached)
 
 
 def special_frame(tokenizer) -> tuple[list[int], list[int]]:
@@ -167,11 +194,19 @@ class LanguageModel:
         return out
 
 
-def scoring_rows(lm: LanguageModel, template: Template, ents: Sequence[Sequence[int]], key: Any) -> list[Row]:
-    """The rows that give lp_1..lp_T of ``ents`` under ``template`` (left to right for a masked LM)."""
+def scoring_rows(lm: LanguageModel, template: Template, ents: Sequence[Sequence[int]], key: Any,
+                 boundary: bool = False) -> list[Row]:
+    """The rows that give lp_1..lp_T of ``ents`` under ``template`` (left to right for a masked LM).
+
+    ``boundary`` (causal LMs only): each entity's lps also hold that of the prompt token right
+    after it, so that a causal LM can say the entity has ended ("class Bad(" is unlikely where
+    "class BadZipFile(" was seen): without it a prefix of a name scores as well as the name.
+    """
     ids, spans = template.fill(ents, lm.blank)
     positions = sorted(p for span in spans for p in span)
     if lm.kind == "causal":
+        if boundary:
+            positions += [spans[s][-1] + 1 for s in template.order if template.after(s) is not None]
         return [lm.row(ids, [(p, ids[p]) for p in positions], key)]
     rows = []
     for i, pos in enumerate(positions):
@@ -182,9 +217,10 @@ def scoring_rows(lm: LanguageModel, template: Template, ents: Sequence[Sequence[
 
 
 def score_pairs(lm: LanguageModel, pairs: list[tuple[Template, Sequence[Sequence[int]]]],
-                batch_size: int | None = None) -> list[float]:
+                batch_size: int | None = None, boundary: bool = False) -> list[float]:
     """The score of each (template, entity ids) pair; all their rows share length-sorted batches."""
-    rows = [row for k, (template, ents) in enumerate(pairs) for row in scoring_rows(lm, template, ents, k)]
+    rows = [row for k, (template, ents) in enumerate(pairs)
+            for row in scoring_rows(lm, template, ents, k, boundary)]
     lps: list[list[float]] = [[] for _ in pairs]
     for row, values in zip(rows, lm.run(rows, batch_size)):
         lps[row.key].extend(values)

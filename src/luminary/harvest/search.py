@@ -16,7 +16,12 @@ minimum of its token scores, ties by their sum; both can only fall as it grows.
   partial tuples per step, all prompts and beam entries in one batch.
 
 A causal LM sees only its left context, so it searches with the prompts whose
-slots appear in ``order`` (their weights renormalised).
+slots appear in ``order`` (their weights renormalised). With ``boundary`` (causal
+LMs), an entity's last token is followed by a forced step that scores the
+prompt's next token (Σ_p w_p · log p(token after the slot)), as the rescoring
+does (:func:`luminary.harvest.scoring.scoring_rows`): a name's prefix is cut
+there instead of crowding out the names. It is one more log-prob ≤ 0 in the
+minimum and the sum, so the DFS stays exact.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from luminary.harvest.filters import entity_ok, pair_ok, token_allowed
 from luminary.harvest.scoring import LanguageModel, Template, decode_entity
 
 MAX_ENT_TOKENS = 2
+END = -1  # the token index of a boundary step, and the placeholder it leaves in a prefix
 
 
 @dataclass
@@ -53,18 +59,25 @@ class SearchSpace:
     allowed: torch.Tensor  # (V,) bool
     banned_words: set[str] = field(default_factory=set)
     max_ent_tokens: int = MAX_ENT_TOKENS
+    boundary: bool = False  # causal LMs: score the prompt's token after each entity
 
     def patterns(self) -> list[tuple[int, ...]]:
         return list(itertools.product(range(1, self.max_ent_tokens + 1), repeat=self.n_ents))
 
     def steps(self, pattern: Sequence[int]) -> list[tuple[int, int]]:
-        """(slot, token index) of each step, in search order."""
-        return [(slot, j) for slot in self.order for j in range(pattern[slot])]
+        """(slot, token index) of each step, in search order; (slot, END) is a boundary step."""
+        out = []
+        for slot in self.order:
+            out += [(slot, j) for j in range(pattern[slot])]
+            if self.boundary and any(t.after(slot) is not None for t in self.templates):
+                out.append((slot, END))
+        return out
 
     def partial(self, pattern: Sequence[int], filled: Sequence[int]) -> list[list[int | None]]:
         ents: list[list[int | None]] = [[None] * pattern[s] for s in range(self.n_ents)]
         for (slot, j), token in zip(self.steps(pattern), filled):
-            ents[slot][j] = token
+            if j != END:
+                ents[slot][j] = token
         return ents
 
     def next_scores(self, pattern: Sequence[int], prefixes: list[Sequence[int]]) -> torch.Tensor:
@@ -82,6 +95,23 @@ class SearchSpace:
         for r, row in enumerate(rows):
             scores[row.key] += self.weights[r % len(self.templates)] * out[r][0][:size]
         return scores.masked_fill(~self.allowed, float("-inf"))
+
+    def end_scores(self, pattern: Sequence[int], prefixes: list[Sequence[int]]) -> list[float]:
+        """Per prefix (its next step a boundary step): Σ_p w_p · log p(the prompt's token after the slot)."""
+        rows, owners = [], []
+        for k, filled in enumerate(prefixes):
+            slot, _end = self.steps(pattern)[len(filled)]
+            ents = self.partial(pattern, filled)
+            for template, weight in zip(self.templates, self.weights):
+                token = template.after(slot)
+                if token is not None:
+                    ids, spans = template.fill(ents, self.lm.blank)
+                    rows.append(self.lm.row(ids, [(spans[slot][-1] + 1, token)], k))
+                    owners.append(weight)
+        scores = [0.0] * len(prefixes)
+        for row, weight, out in zip(rows, owners, self.lm.run(rows)):
+            scores[row.key] += weight * out[0]
+        return scores
 
     def entity_done(self, pattern: Sequence[int], filled: Sequence[int]) -> bool:
         """Whether the last token of ``filled`` completes an entity that passes the filters."""
@@ -125,10 +155,22 @@ def dfs(space: SearchSpace, n: int, stats: SearchStats | None = None) -> Found:
 
     def visit(pattern: tuple[int, ...], filled: list[int], low: float, total: float) -> None:
         stats.nodes_visited += 1
+        last = len(filled) + 1 == len(space.steps(pattern))
+        if space.steps(pattern)[len(filled)][1] == END:  # forced: the one way on is the prompt's token
+            value = space.end_scores(pattern, [filled])[0]
+            key = (min(low, value), total + value)
+            if len(heap) == n and key <= heap[0][:2]:
+                return
+            if last:
+                stats.complete += 1
+                item = (*key, next(tie), space.result(pattern, filled + [END]))
+                heapq.heappush(heap, item) if len(heap) < n else heapq.heapreplace(heap, item)
+            else:
+                visit(pattern, filled + [END], *key)
+            return
         scores = space.next_scores(pattern, [filled])[0]
         finite = int(torch.isfinite(scores).sum())
         values, tokens = torch.sort(scores, descending=True)
-        last = len(filled) + 1 == len(space.steps(pattern))
         for value, token in zip(values[:finite].tolist(), tokens[:finite].tolist()):
             key = (min(low, value), total + value)
             if len(heap) == n and key <= heap[0][:2]:
@@ -155,8 +197,13 @@ def beam(space: SearchSpace, n: int, width: int | None = None, stats: SearchStat
     found: Found = []
     for pattern in space.patterns():
         states: list[tuple[float, float, list[int]]] = [(0.0, 0.0, [])]
-        for _step in space.steps(pattern):
+        for _slot, j in space.steps(pattern):
             stats.nodes_visited += len(states)
+            if j == END:  # forced step: every state takes the prompt's token; re-rank, no branching
+                ends = space.end_scores(pattern, [f for _l, _t, f in states])
+                states = sorted(((min(l, e), t + e, f + [END]) for (l, t, f), e in zip(states, ends)),
+                                key=lambda s: (-s[0], -s[1]))
+                continue
             scores = space.next_scores(pattern, [f for _l, _t, f in states])  # (S, V)
             lows = torch.minimum(scores, torch.tensor([l for l, _t, _f in states]).unsqueeze(1)).flatten()
             totals = (scores + torch.tensor([t for _l, t, _f in states]).unsqueeze(1)).flatten()
