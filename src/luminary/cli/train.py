@@ -16,13 +16,22 @@ def train(
     from luminary.core.config import load_config
     from luminary.train.finetune import FinetuneConfig, run_finetune
 
-    cfg = load_config(config, FinetuneConfig)
-    records = run_finetune(cfg, out or Path("runs") / config.stem, resume=resume)
     from luminary.core.progress import is_main_process
+    from luminary.core.runs import list_checkpoints
 
+    cfg = load_config(config, FinetuneConfig)
+    run = out or Path("runs") / config.stem
+    records = run_finetune(cfg, run, resume=resume)
     if records and is_main_process():
         last = records[-1]
         typer.echo(f"step {last['step']}: loss {last['loss']:.4f}")
+        checkpoints = list_checkpoints(run / "checkpoints") if (run / "checkpoints").is_dir() else []
+        if checkpoints:
+            final = checkpoints[-1][1]
+            typer.echo(f"final checkpoint: {final}")
+            adapter = (final / "adapter_config.json").is_file()
+            typer.echo(f"next: luminary merge-lora {run} --out {run}-merged" if adapter
+                       else f"next: luminary generate {final} --prompt 'def ' --greedy")
 
 
 def merge_lora(
@@ -33,7 +42,9 @@ def merge_lora(
     """Fold a LoRA adapter into its base: a plain transformers folder, no peft needed to load it."""
     from luminary.train.lora import merge_adapter
 
-    typer.echo(f"merged model: {merge_adapter(adapter, out, base)}")
+    merged = merge_adapter(adapter, out, base)
+    typer.echo(f"merged model: {merged}")
+    typer.echo(f"next: luminary generate {merged} --prompt 'def ' --greedy")
 
 
 def register(app: typer.Typer) -> None:
