@@ -27,3 +27,38 @@ def state(folder) -> dict[str, torch.Tensor]:
     for f in sorted(Path(folder).glob("*.safetensors")):
         out.update(load_file(f))
     return out
+
+
+# --- fixtures written by mergekit (tests/merge/make_mergekit_*.py): tiny models and expected tensors ---
+
+
+def fixture_tensors(fixture: dict) -> dict[str, torch.Tensor]:
+    """A fixture's tensors by key (``input/MODEL/NAME``, ``output/CASE/NAME``), float32."""
+    return {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in fixture["tensors"].items()}
+
+
+def write_fixture_models(fixture: dict, tensors: dict[str, torch.Tensor], root: Path) -> dict[str, Path]:
+    """Each input model of ``fixture`` as a folder under ``root`` (its small files and ``model.safetensors``)."""
+    from safetensors.torch import save_file
+
+    out = {}
+    for name, files in fixture["files"].items():
+        folder = root / name
+        folder.mkdir()
+        for fname, text in files.items():
+            (folder / fname).write_text(text)
+        prefix = f"input/{name}/"
+        save_file({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                  folder / "model.safetensors", metadata={"format": "pt"})
+        out[name] = folder
+    return out
+
+
+def rename(config: dict, folders: dict) -> dict:
+    """A fixture's config with each model name replaced by its folder."""
+    import json
+
+    text = json.dumps(config)
+    for name, folder in folders.items():
+        text = text.replace(f'"{name}"', json.dumps(str(folder)))
+    return json.loads(text)

@@ -10,36 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
 
-from tests.merge.merge_helpers import state
+from tests.merge.merge_helpers import fixture_tensors, rename, state, write_fixture_models
 
 HERE = Path(__file__).parent
 FIXTURE = json.loads((HERE / "mergekit_config_keys.json").read_text())
-TENSORS = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in FIXTURE["tensors"].items()}
+TENSORS = fixture_tensors(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mk_models")
-    out = {}
-    for name, files in FIXTURE["files"].items():
-        folder = root / name
-        folder.mkdir()
-        for fname, text in files.items():
-            (folder / fname).write_text(text)
-        prefix = f"input/{name}/"
-        save_file({k[len(prefix):]: v for k, v in TENSORS.items() if k.startswith(prefix)},
-                  folder / "model.safetensors", metadata={"format": "pt"})
-        out[name] = folder
-    return out
-
-
-def rename(config: dict, folders: dict) -> dict:
-    text = json.dumps(config)
-    for name, folder in folders.items():
-        text = text.replace(f'"{name}"', json.dumps(str(folder)))
-    return json.loads(text)
+    return write_fixture_models(FIXTURE, TENSORS, tmp_path_factory.mktemp("mk_models"))
 
 
 def merge(case: str, folders, tmp_path, cli) -> Path:
@@ -109,7 +90,7 @@ def test_bad_token_rules_and_modules_are_one_line_errors(folders, tmp_path, cli)
 
 
 PAD = json.loads((HERE / "mergekit_pad.json").read_text())  # made by make_mergekit_pad.py from these inputs
-PAD_TENSORS = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in PAD["tensors"].items()}
+PAD_TENSORS = fixture_tensors(PAD)
 
 
 @pytest.mark.parametrize("case", ["pad_union", "pad_base", "pad_exact"])
