@@ -135,14 +135,14 @@ def test_compiled_fused_loss_has_no_graph_break_and_matches():
     """Also with activation checkpointing, the other memory lever: both trace into one graph."""
     import torch._dynamo
 
-    from luminary.parallel.recompute import apply_activation_checkpointing
+    from luminary.parallel.recompute import apply_activation_checkpointing, compile_around_checkpoints
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     model = build_model("llama-debug", 64, seed=0)
     apply_activation_checkpointing(model)
     ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(3))
-    compiled = torch.compile(lambda m, x: fused_causal_lm_loss(m, x, x, chunk=8)[0])
+    compiled = compile_around_checkpoints(lambda m, x: fused_causal_lm_loss(m, x, x, chunk=8)[0])
     loss = compiled(model, ids)
     loss.backward()
     grads = [p.grad.clone() for p in model.parameters()]

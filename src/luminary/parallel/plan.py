@@ -43,9 +43,11 @@ WHOLE_HEADS = ("; outputs kept as DTensors: the weights are split, but what read
                "runs on all heads on every rank")
 INNER_PARAMS = ("whole parameters (a per-head norm) work on its split values, "
                 "so each rank would see part of their gradient")
-HEAD_FIELDS = ("num_attention_heads", "num_key_value_heads", "num_kv_heads", "n_head", "n_heads", "n_head_kv",
-               "n_kv_heads", "num_heads", "kv_n_heads", "encoder_attention_heads", "decoder_attention_heads",
-               "multi_query_group_num")
+# The families' own names come before ``num_key_value_heads``, the name transformers (>= 5.25) also
+# derives for them (Falcon's from ``num_kv_heads``): a refusal names the field the user wrote.
+HEAD_FIELDS = ("num_attention_heads", "num_kv_heads", "n_head", "n_heads", "n_head_kv", "n_kv_heads", "num_heads",
+               "kv_n_heads", "encoder_attention_heads", "decoder_attention_heads", "multi_query_group_num",
+               "num_key_value_heads")
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,13 @@ def head_counts(config: Any) -> dict[str, int]:
     ``multi_query`` without Falcon's ``new_decoder_architecture`` means one
     key/value head whatever ``num_kv_heads`` says (Falcon-7B, GPT-BigCode).
     """
-    counts = {key: v for key in HEAD_FIELDS
-              if isinstance(v := getattr(config, key, None), int) and not isinstance(v, bool) and v > 0}
+    counts = {}
+    # first, so that a refusal names the field the user wrote (transformers >= 5.25 also derives
+    # Falcon's num_key_value_heads = 1 from it)
     if getattr(config, "multi_query", False) is True and not getattr(config, "new_decoder_architecture", False):
         counts["multi_query (one key/value head)"] = 1
+    counts.update({key: v for key in HEAD_FIELDS
+                   if isinstance(v := getattr(config, key, None), int) and not isinstance(v, bool) and v > 0})
     return counts
 
 

@@ -78,3 +78,34 @@ def apply_activation_checkpointing(model: nn.Module) -> list[str]:
 def is_checkpointed(block: nn.Module) -> bool:
     return isinstance(block, tuple(_SUBCLASSES.values()))
 
+
+
+def compile_around_checkpoints(fn):
+    """``torch.compile(fn)`` for a function that runs checkpointed blocks, traced as one graph.
+
+    Dynamo traces a checkpointed block as a higher-order op and breaks the
+    graph at any write to state outside it, because eager checkpointing would
+    replay that write when it recomputes the block in backward. Since
+    transformers 5.25 the attention layers of most families (through the
+    ``kernels`` package's ``use_kernelized_func``) set a context variable on
+    entry and restore it on exit: a write with no net effect, yet five graph
+    breaks for a five-block Llama. The compiled function therefore traces with
+    dynamo's ``skip_fwd_side_effects_in_bwd_under_checkpoint``: such writes run
+    once, in forward, as they do without checkpointing. The flag is set only
+    while ``fn`` runs, never globally, and is skipped on a torch without it.
+    """
+    import functools
+
+    import torch._dynamo
+
+    compiled = torch.compile(fn)
+    flag = "skip_fwd_side_effects_in_bwd_under_checkpoint"
+    if not hasattr(torch._dynamo.config, flag):
+        return compiled
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with torch._dynamo.config.patch(**{flag: True}):
+            return compiled(*args, **kwargs)
+
+    return run

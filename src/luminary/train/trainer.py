@@ -197,7 +197,11 @@ class Trainer:
         # with compile in one process, the loss is compiled around the model: one graph, the compiled
         # blocks inlined and the cross-entropy included; under a mesh only the blocks are (FSDP2's hooks stay out)
         whole = deployer.compile and compile_loss and not deployer.distributed
-        self.loss_fn = torch.compile(loss_fn) if whole else loss_fn
+        if whole:
+            from luminary.parallel.recompute import compile_around_checkpoints
+
+            loss_fn = compile_around_checkpoints(loss_fn)
+        self.loss_fn = loss_fn
         self.model = deployer.prepare_model(model)
         if callable(optimizer) and not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = optimizer(unwrap(self.model))
