@@ -36,6 +36,7 @@ import torch
 from luminary.core.errors import LuminaryError
 from luminary.core.io import read_jsonl
 from luminary.data.sources import read_text, stdlib_root
+from luminary.data.tokenizer import encode_pair
 
 Task = Callable[[torch.nn.Module, Any], "float | dict[str, float]"]
 
@@ -150,8 +151,7 @@ def word_cloze(items: list[dict[str, str]]) -> Task:
 
 @torch.no_grad()
 def log_likelihood(model, tokenizer, prompt: str, continuation: str) -> float:
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    p, c = encode_pair(tokenizer, prompt, continuation)  # as lm-evaluation-harness splits them
     ids = torch.tensor([p + c])
     logp = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
     targets = ids[0, 1:]

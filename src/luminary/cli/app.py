@@ -43,6 +43,7 @@ MODULES = [
     "luminary.cli.harvest",
     "luminary.cli.activity",
     "luminary.cli.summarize",
+    "luminary.cli.evaluate",
 ]
 
 

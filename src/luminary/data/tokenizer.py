@@ -70,3 +70,23 @@ def save_tokenizer(tokenizer, folder: str | Path, model_max_length: int | None =
     if model_max_length:
         config["model_max_length"] = int(model_max_length)
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Context and continuation ids as lm-evaluation-harness splits them (``LM._encode_pair``).
+
+    Trailing whitespace of the context moves to the continuation; the two are
+    encoded whole and the continuation is what follows the context's own
+    tokens, so a token that spans the boundary is scored as the model reads
+    it. An empty context is the end-of-text token, as lm-eval conditions
+    on ``prefix_token_id``.
+    """
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not context:
+        prefix = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+        return [prefix], encode(continuation)
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole, head = encode(context + continuation), encode(context)
+    return whole[:len(head)], whole[len(head):]

@@ -5,7 +5,11 @@
   negative log-likelihood over windows of ``seq_len`` tokens;
 - ``multiple_choice``: accuracy on a JSONL task, one object a line
   ``{"context": ..., "choices": [...], "answer": index}``; the choice with the
-  highest total log-likelihood of its tokens after the context is the prediction.
+  highest total log-likelihood of its tokens after the context is the prediction;
+  context and choice are tokenized as lm-evaluation-harness does (``luminary.data.tokenizer.encode_pair``),
+  so the per-choice scores equal lm-eval's on the same rows (``tests/analysis/test_harness.py``);
+- ``lm_eval``: any lm-eval task (a YAML in ``include``), the named metric of
+  ``luminary.analysis.harness.evaluate_model``.
 
 Scores run through ``luminary.train.Predictor`` (batching, order, padding).
 Model-GLUE's paper code averages six tiny benchmarks; any such harness plugs
@@ -25,14 +29,18 @@ import torch.nn.functional as F
 from luminary.core.config import Config
 from luminary.core.errors import LuminaryError
 from luminary.core.io import read_jsonl
+from luminary.data.tokenizer import encode_pair
 
 Evaluator = Callable[[Path], float]
 
 
 class EvaluatorConfig(Config):
-    kind: Literal["callable", "perplexity", "multiple_choice"]
+    kind: Literal["callable", "perplexity", "multiple_choice", "lm_eval"]
     target: str | None = None  # module:function for kind=callable
     path: str | None = None  # text file (perplexity) or JSONL (multiple_choice)
+    task: str | None = None  # lm_eval: a task name, from `include` or lm-eval's own
+    include: list[str] = []  # lm_eval: folders of task YAMLs
+    metric: str | None = None  # lm_eval: which metric scores (default: the task's first)
     seq_len: int = 128
     max_examples: int = 256
     batch_size: int = 8
@@ -88,9 +96,8 @@ def multiple_choice(folder: Path, jsonl: str, max_examples: int, batch_size: int
     rows = read_jsonl(jsonl, required=("context", "choices", "answer"))[:max_examples]
     pairs = []  # (context ids + choice ids, number of choice tokens)
     for row in rows:
-        context = tokenizer(row["context"], add_special_tokens=False)["input_ids"]
         for choice in row["choices"]:
-            tokens = tokenizer(choice, add_special_tokens=False)["input_ids"]
+            context, tokens = encode_pair(tokenizer, row["context"], choice)
             pairs.append((context + tokens, len(tokens)))
     pad = tokenizer.pad_token_id or 0
 
@@ -121,8 +128,35 @@ def build_evaluator(config: EvaluatorConfig) -> Evaluator:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as exc:
             raise LuminaryError(f"evaluator.target: cannot import {config.target} ({exc})") from None
+    if config.kind == "lm_eval":
+        return _lm_eval_evaluator(config)
     if not config.path or not Path(config.path).is_file():
         raise LuminaryError(f"evaluator.path: file '{config.path}' not found")
     if config.kind == "perplexity":
         return lambda folder: -perplexity(folder, config.path, config.seq_len, config.max_examples, config.batch_size)
     return lambda folder: multiple_choice(folder, config.path, config.max_examples, config.batch_size)
+
+
+def _lm_eval_evaluator(config: EvaluatorConfig) -> Evaluator:
+    """One lm-eval task's metric on a model folder, signed so that higher is better."""
+    from luminary.analysis.harness import evaluate_model, require_lm_eval, resolve_tasks
+
+    require_lm_eval()
+    if not config.task:
+        raise LuminaryError("evaluator.task: name the lm-eval task (kind lm_eval)")
+    tasks = resolve_tasks([config.task], config.include)
+    limit = config.max_examples or None
+
+    def score(folder: Path) -> float:
+        from luminary.models import load_model, load_tokenizer
+
+        result = evaluate_model(load_model(folder), load_tokenizer(folder), tasks, limit=limit,
+                                batch_size=config.batch_size)["tasks"][config.task]
+        metric = config.metric or next(iter(result["metrics"]), None)
+        if metric not in result["metrics"]:
+            raise LuminaryError(f"evaluator.metric: '{metric}' is not among task {config.task}'s metrics "
+                                f"({', '.join(result['metrics'])})")
+        value = result["metrics"][metric]
+        return value if result["higher_is_better"].get(metric, True) else -value
+
+    return score
