@@ -61,7 +61,8 @@ def test_order_is_the_data_flow_not_sorted_names():
     ("codegen", "colwise", {}),  # its [q; v; k] in 4 groups splits whole groups at tp 2
     ("falcon", "colwise", {"num_heads": 2, "num_kv_heads": 2}),  # per-head interleaved [q; k; v]
     ("falcon_new", "colwise", {"num_heads": 2, "num_kv_heads": 1}),  # per kv group interleaved
-    ("mpt", "colwise_dtensor", {}), ("bloom", "colwise_dtensor", {})])  # ALiBi over all heads
+    # ALiBi built for all heads outside the attention: each rank's attention takes its heads of the table
+    ("mpt", "colwise_packed3", {"n_heads": 2}), ("bloom", "colwise", {"num_heads": 2})])
 def test_attention_heads_split_where_the_model_code_allows(name, style, shares):
     model = families()[name]()
     plan = auto_plan(model, 2)
@@ -72,7 +73,12 @@ def test_attention_heads_split_where_the_model_code_allows(name, style, shares):
     held = {k: v for values in plan.attributes.values() for k, v in values.items() if k in shares}
     assert held == shares
     assert ("heads split" in plan.entries[attention[0]].reason) == bool(shares)
-    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))).attributes == plan.attributes
+    again = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again.attributes == plan.attributes and again.head_tables == plan.head_tables
+    alibi = {"mpt": "position_bias", "bloom": "alibi"}.get(name)
+    assert {k for t in plan.head_tables.values() for k in t} == ({alibi} if alibi else set())
+    if alibi:
+        assert f"its rank's heads of {alibi}" in plan.entries[attention[0]].reason
     mlp = [n for n, e in plan.entries.items() if e.style.startswith("colwise") and e.style != "colwise_gather"
            and n not in attention]
     assert mlp and {plan.entries[n].style for n in mlp} == {"colwise"}  # MLPs never need global shapes
@@ -410,3 +416,22 @@ def test_cli_check_refuses_a_plan_whose_training_step_differs(cli, tmp_path):
     res = cli("parallel", "plan", tmp_path / "qwen3", "--tp", "2", "--plan", declared, "--check")
     res.one_line_error("Qwen3ForCausalLM: a training step under dp 1 x tp 2 differs from one process in the "
                        "gradient of model.layers.", "_norm.weight", "deploy.tp_overrides")
+
+
+def test_a_rank_gets_its_own_heads_of_the_alibi_table():
+    """BLOOM's table is (batch · heads, 1, T), batch outer: rank r's part is, for every row of the batch,
+    the slopes of heads r·h .. (r+1)·h − 1 times the positions (Press et al. 2022, ALiBi)."""
+    import torch
+    from transformers.models.bloom.modeling_bloom import _get_alibi_slopes, build_alibi_tensor
+
+    from luminary.parallel.simulate import slice_head_table
+
+    batch, heads, length, tp = 3, 8, 5, 4
+    table = build_alibi_tensor(torch.ones(batch, length, dtype=torch.long), heads, torch.float32)
+    slopes = _get_alibi_slopes(heads, torch.device("cpu"))
+    h = heads // tp
+    for rank in range(tp):
+        mine = slopes[rank * h:(rank + 1) * h, None, None] * torch.arange(length)  # (h, 1, T)
+        assert torch.equal(slice_head_table(table, 0, heads, tp, rank), mine.repeat(batch, 1, 1))
+    mpt = slopes[:, None, None] * torch.arange(length)  # MPT's (heads, 1, T)
+    assert torch.equal(slice_head_table(mpt, 0, heads, tp, 1), mpt[h:2 * h])

@@ -45,6 +45,7 @@ from luminary.parallel.compile import apply_compile
 from luminary.parallel.plan import Plan, tie_groups
 from luminary.parallel.recompute import apply_activation_checkpointing
 from luminary.parallel.styles import build_style, check_style
+from luminary.parallel.simulate import head_table_hook
 
 ORDER = ("tensor_parallel", "activation_checkpointing", "compile", "fsdp")  # torchtitan's, and ours
 
@@ -95,13 +96,14 @@ def expand_plan(plan: Plan, twin: nn.Module, model: nn.Module) -> Plan | None:
         by_twin.setdefault(twin_name, []).append(name)
     modules = dict(model.named_modules())
     out = Plan(plan.tp_size)
-    for name, values in plan.attributes.items():
-        block = next((b for b in twin_blocks if name == b or name.startswith(b + ".")), None)
-        targets = [t + name[len(block):] for t in by_twin.get(block, [])] if block is not None else [name]
-        for target in targets:
-            if target not in modules:
-                return None
-            out.attributes[target] = dict(values)
+    for field in ("attributes", "head_tables"):
+        for name, values in getattr(plan, field).items():
+            block = next((b for b in twin_blocks if name == b or name.startswith(b + ".")), None)
+            targets = [t + name[len(block):] for t in by_twin.get(block, [])] if block is not None else [name]
+            for target in targets:
+                if target not in modules:
+                    return None
+                getattr(out, field)[target] = dict(values)
     for name, entry in plan.entries.items():
         block = next((b for b in twin_blocks if name.startswith(b + ".")), None)
         if block is None:
@@ -145,6 +147,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: Plan) -> None:
     for name, values in plan.attributes.items():  # each rank's attention holds its share of the heads
         for attr, value in values.items():
             setattr(modules[name], attr, value)
+    rank, size = tp_mesh.get_local_rank(), tp_mesh.size()
+    for name, tables in plan.head_tables.items():  # and its rank's heads of each per-head table (ALiBi)
+        modules[name].register_forward_pre_hook(head_table_hook(tables, size, lambda: rank), with_kwargs=True)
     for names in ties:  # each split made its own copy of a shared weight: share one again
         shared = modules[names[0]].weight
         for other in names[1:]:

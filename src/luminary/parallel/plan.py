@@ -81,6 +81,8 @@ class Plan:
     entries: dict[str, Entry] = field(default_factory=dict)
     # module -> attribute -> the value each rank's module holds (its share of the heads: head_attributes)
     attributes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # module -> keyword -> (dimension, heads): a per-head table it receives, sliced to each rank's heads
+    head_tables: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
     def styles(self) -> dict[str, str]:
         """The modules that are split, with their style names."""
@@ -108,7 +110,8 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"tp_size": self.tp_size, "styles": {k: STYLES[k] for k in STYLES},
-                "modules": self.rows(), "attributes": {k: dict(v) for k, v in self.attributes.items()}}
+                "modules": self.rows(), "attributes": {k: dict(v) for k, v in self.attributes.items()},
+                "head_tables": {m: {k: list(v) for k, v in t.items()} for m, t in self.head_tables.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Plan":
@@ -122,7 +125,9 @@ class Plan:
                                            split, params, row.get("roles"))
         attributes = {str(m): {str(a): int(v) for a, v in values.items()}
                       for m, values in (data.get("attributes") or {}).items()}
-        return cls(int(data["tp_size"]), entries, attributes)
+        tables = {str(m): {str(k): (int(v[0]), int(v[1])) for k, v in t.items()}
+                  for m, t in (data.get("head_tables") or {}).items()}
+        return cls(int(data["tp_size"]), entries, attributes, tables)
 
 
 def check_heads(model: nn.Module | Any, tp_size: int, field: str = "deploy.tp") -> None:
@@ -188,6 +193,49 @@ def head_attributes(model: nn.Module, groups: list[Group], tp_size: int) -> dict
     return out
 
 
+def head_tables(model: nn.Module, groups: list[Group], tp_size: int,
+                probe: dict[str, Any]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Module -> keyword -> (dimension, heads): the per-head tables the module holding a column group
+    receives, built for all heads outside the split layers.
+
+    ALiBi is the case: BLOOM's block hands its attention ``alibi`` of shape
+    (batch · heads, 1, T), MPT's ``position_bias`` of shape (heads, 1, T); the
+    scores of 1/tp of the heads need the same 1/tp of the table. Candidates
+    are the tensors passed by keyword with a dimension of ``heads`` or
+    ``batch · heads`` for a head count of the config, seen on one probe
+    forward; whether slicing them is right is decided by the numbers
+    (``luminary.parallel.simulate``), as for :func:`head_attributes`.
+    """
+    config = getattr(model, "config", None)
+    configs = [config] + [getattr(config, k, None) for k in ("text_config", "encoder", "decoder", "attn_config")]
+    counts = sorted({v for c in configs if c is not None for v in head_counts(c).values() if v % tp_size == 0})
+    anchors = {a for g in groups if (a := group_anchor(g))}
+    seen: dict[str, dict[str, tuple[int, ...]]] = {}
+    batch = next(iter(probe.values())).shape[0]
+
+    def record(name):
+        def hook(module, args, kwargs):
+            seen.setdefault(name, {k: tuple(v.shape) for k, v in kwargs.items()
+                                   if isinstance(v, torch.Tensor) and v.is_floating_point()})
+        return hook
+
+    handles = [model.get_submodule(a).register_forward_pre_hook(record(a), with_kwargs=True) for a in anchors]
+    try:
+        run_probe(model, probe)
+    finally:
+        for h in handles:
+            h.remove()
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for anchor, shapes in seen.items():
+        for key, shape in shapes.items():
+            if key == "hidden_states":
+                continue
+            found = next(((d, h) for h in counts for d, n in enumerate(shape) if n in (h, batch * h)), None)
+            if found:
+                out.setdefault(anchor, {})[key] = found
+    return out
+
+
 def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None = None,
               probe: dict[str, Any] | None = None, declared: dict[str, str] | None = None,
               packed_splits: bool = True) -> Plan:
@@ -209,13 +257,14 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
     probe = probe if probe is not None else probe_inputs(model)
     given = match_declared(model, declared or {})
     forced = {**given, **match_overrides(model, overrides or {})}
-    t, dissolved, dtensor, attributes, packs = _settle(model, tp_size, forced, probe, packed_splits)
+    t, dissolved, dtensor, attributes, packs, tables = _settle(model, tp_size, forced, probe, packed_splits)
     roles, reasons = {**t.roles, **packs}, dict(t.reasons)
     for g in t.groups:
         anchor = group_anchor(g)
         if anchor in attributes:
             whole = model.get_submodule(anchor)
             share = ", ".join(f"{k} {getattr(whole, k)} -> {v}" for k, v in attributes[anchor].items())
+            share += "".join(f", its rank's heads of {k}" for k in tables.get(anchor, {}))
             for c in g.cols:
                 reasons[c] = f"{reasons.get(c, '')}; heads split: each rank's {type(whole).__name__} holds {share}"
     for g in t.groups:
@@ -228,7 +277,7 @@ def auto_plan(model: nn.Module, tp_size: int, overrides: dict[str, str] | None =
         reasons[name] = f"declared: {style}" if name in given and given[name] == style else f"override: {style}"
     modules = dict(model.named_modules())
     splits = _bank_splits(model, t, roles, reasons, tp_size, probe)
-    plan = Plan(tp_size, attributes=attributes)
+    plan = Plan(tp_size, attributes=attributes, head_tables=tables)
     never = [n for n, m in modules.items() if (dense_kind(m) or bank_params(m)) and n not in roles]
     for name in t.order + never:
         module = modules[name]
@@ -274,7 +323,8 @@ def _bank_splits(model: nn.Module, t: Trace, roles: dict[str, str], reasons: dic
 
 def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
             probe: dict[str, Any], packed_splits: bool = True
-            ) -> tuple[Trace, dict[str, str], dict[str, str], dict[str, dict[str, int]], dict[str, str]]:
+            ) -> tuple[Trace, dict[str, str], dict[str, str], dict[str, dict[str, int]], dict[str, str],
+                       dict[str, dict[str, tuple[int, int]]]]:
     """Trace, then check local outputs numerically, one troubled group kind at a time.
 
     A group kind whose local outputs change the model's output is left whole
@@ -283,14 +333,17 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
     on), and otherwise keeps DTensor outputs (a reshape with a global head
     count, as in OPT). Before either, a failing kind is tried with each rank's
     module holding its share of the heads (:func:`head_attributes`); where
-    that gives the unsplit numbers, heads split for real. Returns the trace,
-    the modules left whole with why, the group kinds kept as DTensors with
-    why, the per-rank attributes, and the column layers split as packed pieces.
+    that gives the unsplit numbers, heads split for real; where it does not,
+    again with the per-head tables the module receives sliced to each rank's
+    heads (:func:`head_tables`: ALiBi). Returns the trace, the modules left
+    whole with why, the group kinds kept as DTensors with why, the per-rank
+    attributes, the column layers split as packed pieces, and the sliced tables.
     """
     dissolved: dict[str, str] = {}
     dtensor: dict[str, str] = {}
     attributes: dict[str, dict[str, int]] = {}
     packs: dict[str, str] = {}  # column layers split as packed pieces (a fused [q; k; v])
+    tables: dict[str, dict[str, tuple[int, int]]] = {}  # per-head tables sliced per rank (ALiBi)
     t = trace(model, tp_size, forced, probe)
     reference = run_probe(model, probe) if tp_size > 1 else []
     modules = dict(model.named_modules())
@@ -299,19 +352,22 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
                    and group_signature(model, g) not in dtensor]
         failing = {group_signature(model, g): INNER_PARAMS for g in pending if g.inner_params}
         failing.update({k: v for k, v in local_output_check(model, pending, tp_size, probe, reference,
-                                                            attributes, packs).items()
+                                                            attributes, packs, tables).items()
                         if v != "local" and k not in failing})
         for sig in [k for k, v in failing.items() if v != INNER_PARAMS]:
             gs = [g for g in pending if group_signature(model, g) == sig]
             shares = head_attributes(model, gs, tp_size)
+            found = head_tables(model, gs, tp_size, probe) if shares else {}
             candidates = ("colwise", "colwise_packed3", "colwise_packed2") if packed_splits else ("colwise",)
-            for style in candidates:  # plain, then fused [q; k; v], [k; v]
+            # plain, then fused [q; k; v], [k; v]; each without, then with the per-head tables sliced
+            for style, sliced in ((s, t) for s in candidates for t in ([{}, found] if found else [{}])):
                 styles = {c: style for g in gs for c in g.cols
                           if dense_features(modules[c])[1] % (tp_size * packed(style)) == 0}
                 if shares and local_output_check(model, gs, tp_size, probe, reference, {**attributes, **shares},
-                                                 {**packs, **styles}).get(sig) == "local":
+                                                 {**packs, **styles}, {**tables, **sliced}).get(sig) == "local":
                     attributes.update(shares)
                     packs.update({c: v for c, v in styles.items() if v != "colwise"})
+                    tables.update(sliced)
                     del failing[sig]
                     break
         if not failing:
@@ -326,7 +382,7 @@ def _settle(model: nn.Module, tp_size: int, forced: dict[str, str],
             else:
                 dtensor[sig] = why
         t = trace(model, tp_size, {**forced, **{c: "replicate" for c in dissolved}}, probe)
-    return t, dissolved, dtensor, attributes, packs
+    return t, dissolved, dtensor, attributes, packs, tables
 
 
 def tie_groups(model: nn.Module) -> list[list[str]]:

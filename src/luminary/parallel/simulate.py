@@ -142,12 +142,50 @@ def local_attributes(model: nn.Module, attributes: dict[str, dict[str, int]]) ->
             setattr(module, attr, value)
 
 
+def slice_head_table(x: torch.Tensor, dim: int, heads: int, tp: int, rank: int) -> torch.Tensor:
+    """Rank ``rank``'s heads of a per-head table whose ``dim`` is (outer × ``heads``), heads inner:
+    MPT's ALiBi bias (heads, 1, T), BLOOM's (batch · heads, 1, T)."""
+    return local_slice(x, dim, x.shape[dim] // heads, tp, rank)
+
+
+def head_table_hook(tables: dict[str, tuple[int, int]], tp: int, rank_of):
+    """A forward pre-hook (``with_kwargs``) giving a module its rank's heads of each per-head table
+    it receives by keyword (``luminary.parallel.plan.head_tables``); ``rank_of()`` is the rank or None."""
+
+    def hook(module, args, kwargs):
+        rank = rank_of()
+        if rank is None:
+            return None
+        kwargs = dict(kwargs)
+        for key, (dim, heads) in tables.items():
+            if isinstance(kwargs.get(key), torch.Tensor):
+                kwargs[key] = slice_head_table(kwargs[key], dim, heads, tp, rank)
+        return args, kwargs
+
+    return hook
+
+
+@contextlib.contextmanager
+def local_head_tables(model: nn.Module, tables: dict[str, dict[str, tuple[int, int]]], tp: int,
+                      state: threading.local) -> Iterator[None]:
+    handles = [model.get_submodule(name).register_forward_pre_hook(
+        head_table_hook(spec, tp, lambda: getattr(state, "rank", None)), with_kwargs=True)
+        for name, spec in tables.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, Any],
              banks: dict[str, dict[str, tuple[int, int]]] | None = None,
-             attributes: dict[str, dict[str, int]] | None = None) -> list[torch.Tensor] | str:
+             attributes: dict[str, dict[str, int]] | None = None,
+             tables: dict[str, dict[str, tuple[int, int]]] | None = None) -> list[torch.Tensor] | str:
     """Rank 0's output with ``roles`` (name -> colwise|rowwise) and expert ``banks`` (name -> parameter
     -> (dimension, packs)) split over ``tp`` threads, ``attributes`` (module -> attribute -> per-rank
-    value: the heads a rank holds) set meanwhile; or the error."""
+    value: the heads a rank holds) set and per-head ``tables`` (module -> keyword -> (dimension, heads))
+    sliced to each rank's heads meanwhile; or the error."""
     state = threading.local()
     reduce = _AllReduce(tp)
     results: list[Any] = [None] * tp
@@ -164,7 +202,8 @@ def simulate(model: nn.Module, roles: dict[str, str], tp: int, probe: dict[str, 
     was_training = model.training
     model.eval()
     try:
-        with _patched(model, roles, tp, state, reduce, banks or {}), local_attributes(model, attributes or {}):
+        with _patched(model, roles, tp, state, reduce, banks or {}), local_attributes(model, attributes or {}), \
+                local_head_tables(model, tables or {}, tp, state):
             threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in range(tp)]
             for t in threads:
                 t.start()
@@ -214,7 +253,8 @@ def group_signature(model: nn.Module, group: Group) -> str:
 def local_output_check(model: nn.Module, groups: list[Group], tp: int, probe: dict[str, Any],
                        reference: list[torch.Tensor],
                        attributes: dict[str, dict[str, int]] | None = None,
-                       styles: dict[str, str] | None = None) -> dict[str, str]:
+                       styles: dict[str, str] | None = None,
+                       tables: dict[str, dict[str, tuple[int, int]]] | None = None) -> dict[str, str]:
     """Signature -> 'local' or the reason its groups need DTensor outputs (with ``attributes`` set
     to their per-rank values, and column layers in ``styles`` split that way, where given)."""
     by_sig: dict[str, list[Group]] = {}
@@ -228,12 +268,12 @@ def local_output_check(model: nn.Module, groups: list[Group], tp: int, probe: di
 
     if not by_sig:
         return {}
-    out = simulate(model, roles_of(groups), tp, probe, attributes=attributes)
+    out = simulate(model, roles_of(groups), tp, probe, attributes=attributes, tables=tables)
     if close(reference, out):
         return {sig: "local" for sig in by_sig}
     verdict = {}
     for sig, gs in by_sig.items():
-        out = simulate(model, roles_of(gs), tp, probe, attributes=attributes)
+        out = simulate(model, roles_of(gs), tp, probe, attributes=attributes, tables=tables)
         if close(reference, out):
             verdict[sig] = "local"
         else:
