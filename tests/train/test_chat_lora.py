@@ -169,3 +169,29 @@ def test_chat_lora_example_loads(tokenizer):
     examples = chat_examples(root / config.data.path, tokenizer.__class__.from_pretrained(tokenizer.name_or_path),
                              config.data.seq_len, config.data.chat_template)
     assert len(examples) == 300 and all((ex["labels"] != IGNORE).any() for ex in examples)
+
+
+def test_checkpoint_cards_name_their_base_as_the_hub_reads_them(lora_run, tmp_path, tokenizer_dir, cli):
+    """A LoRA checkpoint's card says adapter/peft; a finetune of a folder names it as base_model; the folded
+    model's card is a finetune."""
+    from huggingface_hub import ModelCard
+
+    root, _, _ = lora_run
+    card = ModelCard.load(root / "run" / "checkpoints" / "step_000006" / "README.md").data.to_dict()
+    assert card["library_name"] == "peft" and "lora" in card["tags"] and "chat" in card["tags"]
+    assert "base_model" not in card  # fresh preset weights: no base to name
+    result = cli("merge-lora", root / "run", "--out", tmp_path / "merged")
+    assert result.returncode == 0, result.stderr
+    merged = ModelCard.load(tmp_path / "merged" / "README.md").data.to_dict()
+    assert merged["base_model_relation"] == "finetune" and merged["base_model"] == [str(root / "run" / "base")]
+    # a full finetune of that folder
+    data = tmp_path / "text.txt"
+    data.write_text("def f(x):\n    return x + 1\n" * 40)
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump({"model": str(tmp_path / "merged"), "data": {"path": str(data), "seq_len": 32},
+                                      "train": {"per_device_batch_size": 2, "max_steps": 1},
+                                      "deploy": {"precision": "fp32"}}))
+    assert cli("train", config, "--out", tmp_path / "ft").returncode == 0
+    ft = ModelCard.load(tmp_path / "ft" / "checkpoints" / "step_000001" / "README.md")
+    assert ft.data.to_dict()["base_model"] == [str(tmp_path / "merged")]
+    assert ft.data.to_dict()["base_model_relation"] == "finetune" and "step 1" in ft.text

@@ -38,10 +38,13 @@ def save_checkpoint(
     rng: dict[str, Any],
     extra: dict[str, Any],
     tokenizer: Any = None,
+    card: str | None = None,
 ) -> None:
-    """Write one checkpoint folder atomically (call on the main process only)."""
+    """Write one checkpoint folder atomically (call on the main process only); ``card``: its README.md."""
     with atomic_dir(folder, overwrite=True) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         if tokenizer is not None:
             save_tokenizer(tokenizer, tmp, getattr(model.config, "max_position_embeddings", None))
         state_dir = tmp / TRAINER_STATE

@@ -135,6 +135,7 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     from luminary.models.loading import load_config
     from luminary.models.presets import FAMILIES, PRESETS, check_context
     from luminary.train.losses import causal_lm_collate, causal_lm_loss
+    from luminary.train.card import finetune_card
     from luminary.train.run import CAUSAL_LM, check_deploy, fit_run, start_run
     from luminary.train.trainer import Evaluation
 
@@ -180,6 +181,8 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
         per_device_batch_size=t.per_device_batch_size, accumulate_grad_batches=t.accumulate_grad_batches,
         max_steps=t.max_steps, n_epochs=t.n_epochs, optimizer=config.optimizer, schedule=config.schedule,
         max_grad_norm=t.max_grad_norm, evaluation=evaluation, tokenizer=tokenizer, resume=resume,
+        card=functools.partial(finetune_card, config, fresh=is_preset,
+                               model_type=getattr(source.config, "model_type", None)),
     )
     return result.records
 

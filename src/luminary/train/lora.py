@@ -112,8 +112,30 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     merged = peft.PeftModel.from_pretrained(model, folder).merge_and_unload()
     with locked(out, "model folder"), atomic_dir(out, overwrite=True) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "README.md").write_text(merged_card(folder, base), encoding="utf-8")
         tok_dir = folder if (folder / "tokenizer_config.json").is_file() else base
         if (tok_dir / "tokenizer_config.json").is_file():
             load_tokenizer(tok_dir).save_pretrained(tmp)
         write_manifest(tmp)
     return out
+
+
+def merged_card(adapter: Path, base: Path) -> str:
+    """The folded model's card: its base as the adapter's card names it (else the base folder), a finetune."""
+    import yaml
+
+    named = None
+    card = adapter / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if text.startswith("---\n") and "\n---" in text[4:]:
+            try:
+                named = (yaml.safe_load(text[4:text.index("\n---", 4)]) or {}).get("base_model")
+            except yaml.YAMLError:
+                named = None
+    bases = named if isinstance(named, list) and named else [str(base)]
+    front = {"base_model": bases, "base_model_relation": "finetune", "library_name": "transformers",
+             "pipeline_tag": "text-generation", "tags": ["luminary", "lora", "merged"]}
+    return ("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
+            f"# {bases[0]} with its LoRA adapter folded in\n\n"
+            f"`luminary merge-lora` folded the adapter of `{adapter}` into its base (peft's `merge_and_unload`).\n")

@@ -198,6 +198,7 @@ def fit_run(
     checkpoint: CheckpointPolicy | None = None,
     resume: bool = False,
     compile_loss: bool = True,
+    card: Callable[[int], str] | None = None,
 ) -> FitResult:
     """Build the Trainer from the pieces and fit.
 
@@ -205,7 +206,7 @@ def fit_run(
     (pretraining); the accumulation is then global / (per-device × dp ranks).
     ``schedule``: a ``ScheduleConfig`` over the run's steps, or a function of
     the total steps returning ``step -> lr``; None: the optimizer's rate.
-    ``checkpoint``: default ``deploy.checkpoints``.
+    ``checkpoint``: default ``deploy.checkpoints``. ``card``: step -> the README.md of each checkpoint.
     """
     if global_batch is not None:
         per_update = per_device_batch_size * deployer.dp_size
@@ -222,6 +223,7 @@ def fit_run(
     trainer = Trainer(deployer, collate_fn, loss_fn, model, optimizer=optimizer, lr_schedule=lr_schedule,
                       accumulate_grad_batches=accumulate_grad_batches, max_grad_norm=max_grad_norm,
                       tokenizer=tokenizer, state=state, callbacks=callbacks, compile_loss=compile_loss)
+    trainer.card = card
     if deployer.config.fused_cross_entropy:
         from luminary.train.fused_ce import check_fusable
 

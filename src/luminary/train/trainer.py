@@ -215,6 +215,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.state = dict(state or {})
         self.callbacks = list(callbacks)
+        self.card: Callable[[int], str] | None = None  # step -> each checkpoint's README.md (fit_run's card)
         self.step = 0
         self.tokens_seen = 0
         self.tallies_seen: dict[str, int] = {}  # the batches' tallies summed over the run
@@ -514,7 +515,7 @@ class Trainer:
 
         def write(target: Path) -> None:
             ckpt.save_checkpoint(target, unwrap(self.model), weights, self.trainer_state(), optimizer_state,
-                                 rng_state(), extra, self.tokenizer)
+                                 rng_state(), extra, self.tokenizer, self.card(self.step) if self.card else None)
 
         if d.distributed:
             from luminary.parallel.checkpoint import save_distributed_checkpoint
