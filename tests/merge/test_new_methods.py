@@ -192,3 +192,17 @@ def test_della_defaults_and_linear_variant():
     assert defaults(METHODS["breadcrumbs"])["gamma"] == 0.01 and not defaults(METHODS["breadcrumbs"])["rescale"]
     base, ts = torch.randn(50), [torch.randn(50), torch.randn(50)]
     assert torch.equal(run("della_linear", base, ts), run("task_arithmetic", base, ts))  # density 1: nothing dropped
+
+
+def test_quantiles_by_selection_equal_the_sort():
+    """Arcee Fusion's quartiles by kthvalue are the sorted sample's entries at ⌊q·(n − 1)⌋, ties included;
+    the merge leaves an input that is the base itself unharmed."""
+    from luminary.merge.methods.arcee_fusion import ArceeFusion, quantiles
+
+    q = torch.tensor([0.25, 0.5, 0.75])
+    for n in (1, 2, 7, 1000, 4097):
+        x = torch.randint(0, 5, (n,), generator=torch.Generator().manual_seed(n)).float()  # many ties
+        ordered = torch.sort(x).values
+        assert torch.equal(quantiles(x, q, torch.Generator()), ordered[(q * (n - 1)).long()])
+    base = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ArceeFusion().merge(base, [base], {}, {}, torch.Generator()), base)
