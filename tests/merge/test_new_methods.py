@@ -206,3 +206,24 @@ def test_quantiles_by_selection_equal_the_sort():
         assert torch.equal(quantiles(x, q, torch.Generator()), ordered[(q * (n - 1)).long()])
     base = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
     assert torch.equal(ArceeFusion().merge(base, [base], {}, {}, torch.Generator()), base)
+
+
+def test_breadcrumbs_window_by_selection_equals_the_sorted_window():
+    """The ranks bottom … bottom + target − 1 of |δ| found by kthvalue keep exactly the entries the sort
+    keeps: continuous values, many zeros, and integer ties (where the sort's own order is used)."""
+    from luminary.merge.methods.sparsify import magnitude_outliers
+
+    def by_sort(delta, density, gamma=0.01):
+        n = delta.numel()
+        target, top = int(density * n), int(gamma * n)
+        bottom = max(0, n - target - top)
+        mask = torch.zeros(n, dtype=delta.dtype)
+        mask[torch.sort(delta.abs().reshape(-1).float()).indices[bottom:bottom + target]] = 1
+        return delta * mask.reshape(delta.shape)
+
+    g = torch.Generator().manual_seed(0)
+    for n in (10, 999, 20000):
+        for delta in (torch.randn(n, generator=g), torch.randn(n, generator=g) * (torch.rand(n, generator=g) < 0.3),
+                      torch.randint(-5, 6, (n,), generator=g).float()):
+            for density in (0.1, 0.5, 0.9):
+                assert torch.equal(magnitude_outliers(delta, density), by_sort(delta, density)), (n, density)

@@ -152,11 +152,28 @@ def magnitude_outliers(delta: torch.Tensor, density: float, gamma: float = 0.01,
     n = delta.numel()
     target, top = int(density * n), int(gamma * n)
     bottom = max(0, n - target - top)
-    order = torch.sort(delta.abs().reshape(-1).float(), descending=False).indices  # mergekit's tie order
-    mask = torch.zeros(n, dtype=delta.dtype, device=delta.device)
-    mask[order[bottom:bottom + target]] = 1
-    kept = delta * mask.reshape(delta.shape)
+    size = delta.abs().reshape(-1).float()
+    keep = _rank_window(size, bottom, target) if 0 < target else torch.zeros(n, dtype=torch.bool, device=delta.device)
+    if keep is None:  # ties across a boundary: torch.sort's order decides which are kept, as in mergekit
+        order = torch.sort(size, descending=False).indices
+        keep = torch.zeros(n, dtype=torch.bool, device=delta.device)
+        keep[order[bottom:bottom + target]] = True
+    kept = delta * keep.reshape(delta.shape)
     return rescale_(kept, mode, density, l1_norm(delta) if mode == "l1" else None)
+
+
+def _rank_window(size: torch.Tensor, start: int, count: int) -> torch.Tensor | None:
+    """Which entries hold ascending ranks start … start + count − 1, found by selection (two
+    ``kthvalue`` calls, linear time) instead of a full sort; None where the boundary values are tied
+    with entries outside the window and not zero (then only the sort's tie order can tell; a zero
+    kept or dropped changes nothing: its δ is 0)."""
+    lo = torch.kthvalue(size, start + 1).values
+    hi = torch.kthvalue(size, start + count).values
+    if bool(torch.isnan(lo)) or bool(torch.isnan(hi)):
+        return None
+    if (lo != 0 and int((size < lo).sum()) != start) or (hi != 0 and int((size <= hi).sum()) != start + count):
+        return None
+    return (size >= lo) & (size <= hi)
 
 
 def _stable_row_order(size: torch.Tensor) -> torch.Tensor:
