@@ -85,3 +85,19 @@ class MergeMethod:
 
     def check_weights(self, shared: dict[str, Any], per_model: list[dict[str, Any]], where: str) -> None:
         """Extra checks on resolved values (e.g. normalised weights must not sum to zero)."""
+
+
+# torch's sum adds 16-bit floats in float32: the running sums of the stack-free methods do too
+ACCUMULATE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
+
+
+def deltas_in_place(base: torch.Tensor, tensors: list[torch.Tensor]) -> list[bool]:
+    """Turn each input that shares no memory with the base or another input into δᵢ, in its own buffer."""
+    storages = [t.untyped_storage().data_ptr() for t in tensors]
+    taken = storages + [base.untyped_storage().data_ptr()]
+    owned = [taken.count(ptr) == 1 and t.dtype == torch.result_type(base, t) and t.shape == base.shape
+             and not t.requires_grad for t, ptr in zip(tensors, storages)]
+    for t, mine in zip(tensors, owned):
+        if mine:
+            t.sub_(base)
+    return owned

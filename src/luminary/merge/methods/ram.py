@@ -32,21 +32,8 @@ from __future__ import annotations
 
 import torch
 
-from luminary.merge.methods.base import MergeMethod, Param
+from luminary.merge.methods.base import ACCUMULATE, MergeMethod, Param, deltas_in_place
 
-_ACCUMULATE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
-
-
-def _deltas_in_place(base: torch.Tensor, tensors: list[torch.Tensor]) -> list[bool]:
-    """Turn each input that shares no memory with the base or another input into δᵢ, in its own buffer."""
-    storages = [t.untyped_storage().data_ptr() for t in tensors]
-    taken = storages + [base.untyped_storage().data_ptr()]
-    owned = [taken.count(ptr) == 1 and t.dtype == torch.result_type(base, t) and t.shape == base.shape
-             and not t.requires_grad for t, ptr in zip(tensors, storages)]
-    for t, mine in zip(tensors, owned):
-        if mine:
-            t.sub_(base)
-    return owned
 
 
 class Ram(MergeMethod):
@@ -63,7 +50,7 @@ class Ram(MergeMethod):
         if not tensors:
             return base
         epsilon = shared["epsilon"]
-        owned = _deltas_in_place(base, tensors)
+        owned = deltas_in_place(base, tensors)
 
         def delta(i: int) -> torch.Tensor:
             return tensors[i] if owned[i] else tensors[i] - base
@@ -109,7 +96,7 @@ class Ram(MergeMethod):
                 del inf
             if total is None:  # 0 + term (+0 for a −0, as the stacked sum gives), in the term's own buffer
                 term_dtype = d.dtype
-                total = d.to(_ACCUMULATE.get(d.dtype, d.dtype)).add_(0.0)
+                total = d.to(ACCUMULATE.get(d.dtype, d.dtype)).add_(0.0)
             else:
                 total.add_(d)
             del d

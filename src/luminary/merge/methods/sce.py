@@ -11,22 +11,48 @@ With task vectors δᵢ = θᵢ − θ_base:
 4. θ = θ_base + Σᵢ mᵢηᵢδᵢ / max(Σᵢ mᵢηᵢ, 1e-6).
 
 Model weights are computed, so no ``weight`` is read.
+
+Memory: model by model, never an (N, n) stack. Each input becomes δᵢ (then its masked δᵢ, then its term
+mᵢηᵢδᵢ) in its own buffer unless it shares memory with the base or another input (then δᵢ is recomputed).
+Beyond the inputs: the mask, the running sums (float32 for 16-bit inputs, as torch's sum) and at most two
+more (n,) tensors at a time; the variance pass holds Welford's float64 mean, m2 and step, as torch computes the
+variance in float64. The sums over the models are left folds, which torch's CPU sum over the stack's first
+dimension matches for N ≤ 4: bitwise the stacked formula there (tests/merge/test_stack_free_memory.py).
 """
 
 from __future__ import annotations
 
 import torch
 
-from luminary.merge.methods.base import MergeMethod, Param
+from luminary.merge.methods.base import ACCUMULATE, MergeMethod, Param, deltas_in_place
 
 
-def sce_weights(deltas: torch.Tensor) -> torch.Tensor:
-    """ηᵢ for stacked task vectors (N, …)."""
-    energy = deltas.square().reshape(deltas.shape[0], -1).mean(dim=1)
+def _row_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.reshape(-1).mean()`` added up as one row of an (N, n) stack is (torch splits the sum of a single
+    output of 32768 entries or more between its threads, another rounding, but never a row of several)."""
+    return x.reshape(1, -1).expand(2, -1).mean(dim=1)[0]
+
+
+def _eta(energy: torch.Tensor) -> torch.Tensor:
+    """ηᵢ from the (N,) mean squares."""
     total = energy.sum().item()
     if abs(total) < 1e-6:
         return torch.full_like(energy, 1 / energy.shape[0])
     return energy / total
+
+
+def sce_weights(deltas: torch.Tensor) -> torch.Tensor:
+    """ηᵢ for stacked task vectors (N, …)."""
+    return _eta(deltas.square().reshape(deltas.shape[0], -1).mean(dim=1))
+
+
+def _select(variance: torch.Tensor, density: float) -> torch.Tensor:
+    """The mask of the ⌊density · #{v ≠ 0}⌋ entries of largest variance."""
+    k = int(torch.count_nonzero(variance) * density)
+    mask = torch.zeros_like(variance)
+    if k:
+        mask.view(-1)[torch.topk(variance.abs().view(-1), k=k, largest=True).indices] = 1
+    return mask
 
 
 def sce_mask(deltas: torch.Tensor, density: float) -> torch.Tensor:
@@ -35,12 +61,26 @@ def sce_mask(deltas: torch.Tensor, density: float) -> torch.Tensor:
         return torch.zeros_like(deltas[0])
     if density >= 1:
         return torch.ones_like(deltas[0])
-    variance = torch.var(deltas, dim=0, unbiased=False)
-    k = int(torch.count_nonzero(variance) * density)
-    mask = torch.zeros_like(variance)
-    if k:
-        mask.view(-1)[torch.topk(variance.abs().view(-1), k=k, largest=True).indices] = 1
-    return mask
+    return _select(torch.var(deltas, dim=0, unbiased=False), density)
+
+
+def _variance(deltas) -> torch.Tensor:
+    """``torch.var(torch.stack(deltas), dim=0, unbiased=False)``, one task vector at a time: Welford's update
+    in float64 from mean = m2 = 0, as torch's CPU kernel runs it down each entry, rounded to the task
+    vectors' dtype at the end."""
+    mean = m2 = None
+    count = 0
+    for count, d in enumerate(deltas, start=1):
+        if mean is None:
+            dtype = d.dtype
+            mean = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
+            m2 = torch.zeros_like(mean)
+        step = d - mean  # δ − mean, in float64
+        mean.add_(step / count)
+        step.mul_(d - mean)
+        m2.add_(step)
+        del step, d
+    return m2.div_(count).to(dtype)
 
 
 class Sce(MergeMethod):
@@ -53,11 +93,52 @@ class Sce(MergeMethod):
     def merge(self, base, tensors, shared, per_model, generator):
         if not tensors:
             return base
-        deltas = torch.stack([t - base for t in tensors])  # (N, …)
-        if shared["select_topk"] < 1:
-            deltas = deltas * sce_mask(deltas, shared["select_topk"]).unsqueeze(0)
-        positive = deltas.sum(dim=0) >= 0  # TIES' sum election, ties to +
-        agree = torch.where(positive, deltas > 0, deltas < 0).to(deltas.dtype)
-        eta = sce_weights(deltas).view(-1, *[1] * (deltas.dim() - 1))
-        kept = eta * agree
-        return base + (deltas * kept).sum(dim=0) / kept.sum(dim=0).clamp(min=1e-6)
+        owned = deltas_in_place(base, tensors)  # the executor owns the inputs
+        mask = None
+
+        def delta(i: int) -> torch.Tensor:  # δᵢ (masked once there is a mask), writable
+            if owned[i]:
+                return tensors[i]
+            d = tensors[i] - base
+            return d if mask is None else d.mul_(mask)
+
+        density = shared["select_topk"]
+        if density < 1:
+            mask = (torch.zeros_like(delta(0)) if density <= 0
+                    else _select(_variance(delta(i) for i in range(len(tensors))), density))
+            for t, mine in zip(tensors, owned):
+                if mine:
+                    t.mul_(mask)
+        # pass 1: Σᵢ δᵢ for the election, and the mean squares for ηᵢ
+        total, energy = None, []
+        for i in range(len(tensors)):
+            d = delta(i)
+            energy.append(_row_mean(d.square()))
+            if total is None:  # 0 + δ₁ (+0 for a −0, as the stacked sum gives), at torch's sum precision
+                dtype = d.dtype
+                total = d.to(ACCUMULATE.get(dtype, dtype), copy=True).add_(0.0)
+            else:
+                total.add_(d)
+            del d
+        positive = total.to(dtype) >= 0  # TIES' sum election, ties to +
+        del total
+        eta = _eta(torch.stack(energy))
+        # pass 2: Σᵢ mᵢηᵢδᵢ and Σᵢ mᵢηᵢ
+        numerator = denominator = None
+        for i in range(len(tensors)):
+            d = delta(i)
+            kept = torch.where(positive, d > 0, d < 0).to(dtype).mul_(eta[i])
+            d.mul_(kept)
+            if numerator is None:
+                numerator = d.to(ACCUMULATE.get(dtype, dtype)).add_(0.0)
+                denominator = kept.to(ACCUMULATE.get(dtype, dtype)).add_(0.0)
+            else:
+                numerator.add_(d)
+                denominator.add_(kept)
+            del d, kept
+        del positive
+        merged = numerator.to(dtype).div_(denominator.to(dtype).clamp_(min=1e-6))
+        del numerator, denominator
+        if merged.dtype == torch.result_type(base, merged) and merged.shape == base.shape:
+            return merged.add_(base)  # = base + merged (addition commutes)
+        return base + merged

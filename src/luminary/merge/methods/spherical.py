@@ -19,6 +19,11 @@ As mergekit 0.1.5 computes them, in the working dtype (float32 for 16-bit inputs
   most ``max_iter`` steps of u ← exp_u(Σ aᵢ θᵢ/sin θᵢ (uᵢ − cos θᵢ u)) from the
   normalised mean, stopping when the step is below ``tol``; scaled by the mean
   norm of all inputs. Every model is an input; a base not listed is one more.
+
+Memory: ``multislerp`` and ``karcher`` go through the models one at a time and never stack them; the
+inputs (the executor's) become their task or unit vectors in their own buffers unless they share memory
+with the base or another input, so beyond them only a few (n,) tensors are held whatever N
+(tests/merge/test_stack_free_memory.py).
 """
 
 from __future__ import annotations
@@ -72,35 +77,84 @@ class NuSlerp(MergeMethod):
         return (g + nuslerp(t, a - g, b - g, dim=dim, flatten=flatten)).to(base.dtype)
 
 
+def _owned(tensors: list[torch.Tensor], base: torch.Tensor | None) -> list[bool]:
+    """Which inputs may be overwritten: those sharing memory with neither the base nor another input."""
+    storages = [t.untyped_storage().data_ptr() for t in tensors]
+    taken = storages + ([] if base is None else [base.untyped_storage().data_ptr()])
+    return [taken.count(ptr) == 1 and not t.requires_grad for t, ptr in zip(tensors, storages)]
+
+
+def _row_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(-1, keepdim=True)`` of a 1-D x, added up as one row of an (N, n) stack is: through a two-row
+    zero-stride view, as torch splits the one sum of a single output of 32768 entries or more between its
+    threads (another rounding) but never a row of several outputs."""
+    return x.expand(2, -1).sum(-1, keepdim=True)[0]
+
+
 def multislerp(tensors: list[torch.Tensor], weights: list[float], base: torch.Tensor | None = None,
-               normalize_weights: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """Barycentric interpolation on the sphere (see the module docstring)."""
+               normalize_weights: bool = True, eps: float = 1e-8, in_place: bool = False) -> torch.Tensor:
+    """Barycentric interpolation on the sphere (see the module docstring).
+
+    Memory: model by model, never an (N, n) stack. The unit vectors are recomputed in each pass from the
+    xᵢ; with a base and ``in_place`` (the inputs are the caller's to overwrite) an input that shares memory
+    with neither the base nor another input becomes δᵢ in its own buffer, the others are left as they are
+    and δᵢ recomputed. Beyond the inputs: m, one running sum and at most two more (n,) tensors at a time,
+    whatever N. The sums over the models are left folds from +0, as torch's CPU sum over the stack's first
+    dimension adds them for N ≤ 4, and the per-model norms and dot products reduce each row as over the
+    stack: bitwise the stacked formula there (beyond, within rounding).
+    """
     if len(tensors) == 1:
         return tensors[0]
-    xs = torch.stack(tensors)
-    if base is not None:
-        xs = xs - base
-    flat = xs.reshape(len(tensors), -1)
-    w = torch.tensor(weights, dtype=flat.dtype, device=flat.device)
+    shape = tensors[0].shape
+    delta = [False] * len(tensors)  # whether tensors[i] already holds δᵢ
+    if base is not None and in_place:
+        for i, (t, mine) in enumerate(zip(tensors, _owned(tensors, base))):
+            if mine and t.dtype == torch.result_type(t, base) and t.shape == base.shape:
+                t.sub_(base)
+                delta[i] = True
+
+    def flat(i: int) -> torch.Tensor:  # xᵢ (δᵢ with a base), flattened
+        x = tensors[i] if base is None or delta[i] else tensors[i] - base
+        return x.reshape(-1)
+
+    first = flat(0)
+    w = torch.tensor(weights, dtype=first.dtype, device=first.device)
     if normalize_weights:
         w = w / w.sum()
-    norms = torch.norm(flat, dim=-1, keepdim=True)  # (N, 1)
-    units = flat / (norms + eps)
-    mean = (units * w.view(-1, 1)).sum(0)
+    del first
+    norms = torch.cat([torch.norm(flat(i), dim=-1, keepdim=True) for i in range(len(tensors))])  # (N,)
+
+    def unit(i: int) -> torch.Tensor:  # uᵢ = xᵢ/(‖xᵢ‖ + eps), a new (n,) tensor
+        return flat(i) / (norms[i] + eps)
+
+    mean = None  # Σ wᵢuᵢ
+    for i in range(len(tensors)):
+        term = unit(i).mul_(w[i])
+        mean = term.add_(0.0) if mean is None else mean.add_(term)
+        del term
     mean_norm = torch.norm(mean)
     if mean_norm < eps:
         if len(tensors) != 2:
             raise LuminaryError("multislerp: the weighted sum of the unit inputs is zero (antipodal inputs whose "
                                 "weights cancel); change the weights")
-        out = (xs[0] * w[0] + xs[1] * w[1]).reshape(xs.shape[1:])
+        out = (flat(0) * w[0] + flat(1) * w[1]).reshape(shape)
         return out if base is None else out + base
-    mean = mean / mean_norm
-    tangents = units - (units * mean).sum(-1, keepdim=True) * mean
-    tangent = (tangents * w.view(-1, 1)).sum(0)
+    mean = mean.div_(mean_norm)
+    tangent = None  # τ = Σ wᵢ(uᵢ − ⟨uᵢ, m⟩m)
+    for i in range(len(tensors)):
+        u = unit(i)
+        along = _row_sum(u * mean) * mean
+        u.sub_(along).mul_(w[i])
+        del along
+        tangent = u.add_(0.0) if tangent is None else tangent.add_(u)
+        del u
     length = torch.norm(tangent) + eps
-    out = (mean * torch.cos(length) + tangent * (torch.sin(length) / length)) * (norms.squeeze(-1) * w).sum()
-    out = out.reshape(xs.shape[1:])
-    return out if base is None else out + base
+    out = mean.mul_(torch.cos(length)).add_(tangent.mul_(torch.sin(length) / length)).mul_((norms * w).sum())
+    del tangent
+    out = out.reshape(shape)
+    if base is None:
+        return out
+    return out.add_(base) if out.shape == base.shape and out.dtype == torch.result_type(out, base) else out + base
 
 
 class MultiSlerp(MergeMethod):
@@ -115,24 +169,39 @@ class MultiSlerp(MergeMethod):
     def merge(self, base, tensors, shared, per_model, generator):
         dtype = tensors[0].dtype
         out = multislerp([_work(x) for x in tensors], [p["weight"] for p in per_model],
-                         None if base is None else _work(base), shared["normalize_weights"], shared["eps"])
+                         None if base is None else _work(base), shared["normalize_weights"], shared["eps"],
+                         in_place=True)  # the executor owns the inputs
         return out.to(dtype)
 
 
 def karcher_mean(tensors: list[torch.Tensor], alphas: list[float], max_iter: int = 10,
-                 tol: float = 1e-5) -> torch.Tensor:
-    """The weighted Karcher mean of the inputs' directions, scaled by their weighted mean norm."""
+                 tol: float = 1e-5, owned: list[bool] | None = None) -> torch.Tensor:
+    """The weighted Karcher mean of the inputs' directions, scaled by their weighted mean norm.
+
+    Memory: the inputs are visited one at a time, never stacked. ``owned[i]`` says that tensors[i] may be
+    overwritten (the caller's to give, and sharing memory with no other input): it then becomes its unit
+    vector in its own buffer; the others get a new one. Inputs left out (norm ≤ tol) get none. Beyond the
+    inputs (and the unit vectors of the inputs not owned): u, the step and at most two more (n,) tensors at
+    a time, whatever N.
+    """
     if len(tensors) == 1:
         return tensors[0]
     dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
     norms = [torch.linalg.vector_norm(x.to(dtype)) for x in tensors]
-    units = [torch.zeros_like(x) if n.item() == 0.0 else (x / n).to(x.dtype) for x, n in zip(tensors, norms)]
     keep = [i for i, n in enumerate(norms) if n.item() > tol]
     if not keep:
         return torch.zeros_like(tensors[0])
+
+    def unit(i: int) -> torch.Tensor:  # xᵢ/‖xᵢ‖ (0 where ‖xᵢ‖ = 0), in xᵢ's buffer where owned
+        x, n = tensors[i], norms[i]
+        mine = owned is not None and owned[i] and x.dtype == torch.result_type(x, n)
+        if n.item() == 0.0:  # kept only for a negative tol
+            return x.zero_() if mine else torch.zeros_like(x)
+        return x.div_(n) if mine else (x / n).to(x.dtype)
+
     total = sum(alphas[i] for i in keep)
     a = [alphas[i] / total for i in keep]
-    us = [units[i] for i in keep]
+    us = [unit(i) for i in keep]
     u = torch.zeros_like(us[0])
     for ai, ui in zip(a, us):
         u += ai * ui
@@ -165,4 +234,5 @@ class Karcher(MergeMethod):
     def merge(self, base, tensors, shared, per_model, generator):
         dtype = tensors[0].dtype
         xs = [_work(x) for x in tensors]
-        return karcher_mean(xs, [1.0 / len(xs)] * len(xs), shared["max_iter"], shared["tol"]).to(dtype)
+        return karcher_mean(xs, [1.0 / len(xs)] * len(xs), shared["max_iter"], shared["tol"],
+                            owned=_owned(xs, base)).to(dtype)  # the executor owns the inputs
