@@ -227,3 +227,34 @@ def test_breadcrumbs_window_by_selection_equals_the_sorted_window():
                       torch.randint(-5, 6, (n,), generator=g).float()):
             for density in (0.1, 0.5, 0.9):
                 assert torch.equal(magnitude_outliers(delta, density), by_sort(delta, density)), (n, density)
+
+
+def test_nuslerp_with_freed_temporaries_equals_the_textbook_form():
+    """The memory-lean NuSLERP gives bitwise the values of the formula written out, in both branches
+    (collinear: linear), flattened or row-wise, and leaves an input that is the base itself unharmed."""
+    from luminary.merge.methods.spherical import NuSlerp
+
+    def textbook(t, v0, v1, eps=1e-8):
+        u0, u1 = v0 / torch.norm(v0, dim=-1, keepdim=True).clamp(min=1e-7), v1 / torch.norm(v1, dim=-1, keepdim=True).clamp(min=1e-7)
+        cos = (u0 * u1).sum(dim=-1, keepdim=True).clamp(-1, 1)
+        collinear = (1 - cos.square()) <= eps**2
+        theta = torch.acos(torch.where(collinear, torch.zeros_like(cos), cos))
+        spherical = (torch.sin((1 - t) * theta) * v0 + torch.sin(t * theta) * v1) / torch.sin(theta)
+        return torch.where(collinear, (1 - t) * v0 + t * v1, spherical)
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(33, 17, generator=g)
+    a, b = base + 0.01 * torch.randn(33, 17, generator=g), base + 0.01 * torch.randn(33, 17, generator=g)
+    for other in (b, base + 2 * (a - base)):  # general, and collinear task vectors
+        for flatten in (True, False):
+            got = NuSlerp().merge(base.clone(), [a.clone(), other.clone()],
+                                  {"nuslerp_row_wise": False, "nuslerp_flatten": flatten},
+                                  [{"weight": 0.3}, {"weight": 0.7}], None)
+            da, db = a - base, other - base
+            want = base + (textbook(0.7, da.reshape(-1), db.reshape(-1)).reshape(da.shape) if flatten
+                           else textbook(0.7, da, db))
+            assert torch.equal(got, want), flatten
+    kept = base.clone()
+    NuSlerp().merge(base, [base, a.clone()], {"nuslerp_row_wise": False, "nuslerp_flatten": True},
+                    [{"weight": 1.0}, {"weight": 1.0}], None)
+    assert torch.equal(base, kept)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.merge.methods.base import MergeMethod, Param
+from luminary.merge.methods.base import MergeMethod, Param, deltas_in_place
 
 
 def _work(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,12 @@ def _work(x: torch.Tensor) -> torch.Tensor:
 
 def nuslerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dim: int = -1, eps: float = 1e-8,
             flatten: bool = False) -> torch.Tensor:
-    """SLERP from v0 (t = 0) to v1 along ``dim`` (or of the flattened tensors), linear where collinear."""
+    """SLERP from v0 (t = 0) to v1 along ``dim`` (or of the flattened tensors), linear where collinear.
+
+    Memory: the same operations as the textbook form, but each (n,) temporary freed or reused as soon
+    as it is spent, and for flattened tensors (one angle) only the branch taken is computed: at most
+    two (n,) tensors beyond the inputs at a time.
+    """
     shape = v0.shape
     if flatten:
         v0, v1 = v0.reshape(-1), v1.reshape(-1)
@@ -48,11 +53,21 @@ def nuslerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dim: int = -1, eps: fl
         v0, v1 = v0.transpose(dim, -1), v1.transpose(dim, -1)
     u0 = v0 / torch.norm(v0, dim=-1, keepdim=True).clamp(min=1e-7)
     u1 = v1 / torch.norm(v1, dim=-1, keepdim=True).clamp(min=1e-7)
-    cos = (u0 * u1).sum(dim=-1, keepdim=True).clamp(-1, 1)
+    cos = u0.mul_(u1).sum(dim=-1, keepdim=True).clamp(-1, 1)  # Σ u0·u1
+    del u0, u1
     collinear = (1 - cos.square()) <= eps**2
     theta = torch.acos(torch.where(collinear, torch.zeros_like(cos), cos))
-    spherical = (torch.sin((1 - t) * theta) * v0 + torch.sin(t * theta) * v1) / torch.sin(theta)
-    out = torch.where(collinear, (1 - t) * v0 + t * v1, spherical)
+
+    def linear() -> torch.Tensor:  # (1 − t)·v0 + t·v1
+        return ((1 - t) * v0).add_(t * v1)
+
+    def spherical() -> torch.Tensor:  # (sin((1 − t)θ)·v0 + sin(tθ)·v1) / sin θ
+        return (torch.sin((1 - t) * theta) * v0).add_(torch.sin(t * theta) * v1).div_(torch.sin(theta))
+
+    if flatten:  # one angle: one branch
+        out = linear() if bool(collinear) else spherical()
+    else:
+        out = torch.where(collinear, linear(), spherical())
     if dim != -1 and not flatten:
         out = out.transpose(dim, -1)
     return out.reshape(shape)
@@ -74,7 +89,10 @@ class NuSlerp(MergeMethod):
         if base is None:
             return nuslerp(t, a, b, dim=dim, flatten=flatten).to(tensors[0].dtype)
         g = _work(base)
-        return (g + nuslerp(t, a - g, b - g, dim=dim, flatten=flatten)).to(base.dtype)
+        # the task vectors in the inputs' own buffers where they are (the executor owns them)
+        owned = deltas_in_place(g, [a, b]) if a is tensors[0] and b is tensors[1] else [False, False]
+        da, db = (x if mine else x - g for x, mine in zip((a, b), owned))
+        return nuslerp(t, da, db, dim=dim, flatten=flatten).add_(g).to(base.dtype)  # g + slerp
 
 
 def _owned(tensors: list[torch.Tensor], base: torch.Tensor | None) -> list[bool]:
