@@ -258,3 +258,22 @@ def test_nuslerp_with_freed_temporaries_equals_the_textbook_form():
     NuSlerp().merge(base, [base, a.clone()], {"nuslerp_row_wise": False, "nuslerp_flatten": True},
                     [{"weight": 1.0}, {"weight": 1.0}], None)
     assert torch.equal(base, kept)
+
+
+def test_sce_selection_by_kthvalue_equals_topk():
+    """SCE's top-k variance mask by selection is topk's mask: continuous values, and ties across the
+    boundary (where topk's order is used)."""
+    from luminary.merge.methods.sce import _select
+
+    def by_topk(variance, density):
+        k = int(torch.count_nonzero(variance) * density)
+        mask = torch.zeros_like(variance)
+        if k:
+            mask.view(-1)[torch.topk(variance.abs().view(-1), k=k, largest=True).indices] = 1
+        return mask
+
+    g = torch.Generator().manual_seed(0)
+    for variance in (torch.rand(33, 17, generator=g), torch.rand(1000, generator=g) * (torch.rand(1000, generator=g) < 0.4),
+                     torch.randint(0, 4, (500,), generator=g).float()):
+        for density in (0.1, 0.5, 0.9, 1.0):
+            assert torch.equal(_select(variance.clone(), density).to(variance.dtype), by_topk(variance, density)), density

@@ -14,7 +14,7 @@ Model weights are computed, so no ``weight`` is read.
 
 Memory: model by model, never an (N, n) stack. Each input becomes δᵢ (then its masked δᵢ, then its term
 mᵢηᵢδᵢ) in its own buffer unless it shares memory with the base or another input (then δᵢ is recomputed).
-Beyond the inputs: the mask, the running sums (float32 for 16-bit inputs, as torch's sum) and at most two
+Beyond the inputs: the mask (a byte an entry), the running sums (float32 for 16-bit inputs, as torch's sum) and at most two
 more (n,) tensors at a time; the variance pass holds Welford's float64 mean, m2 and step, as torch computes the
 variance in float64. The sums over the models are left folds, which torch's CPU sum over the stack's first
 dimension matches for N ≤ 4: bitwise the stacked formula there (tests/merge/test_stack_free_memory.py).
@@ -47,11 +47,25 @@ def sce_weights(deltas: torch.Tensor) -> torch.Tensor:
 
 
 def _select(variance: torch.Tensor, density: float) -> torch.Tensor:
-    """The mask of the ⌊density · #{v ≠ 0}⌋ entries of largest variance."""
+    """The boolean mask of the ⌊density · #{v ≠ 0}⌋ entries of largest |variance| (``variance`` is
+    taken as the caller's: its absolute value is taken in place).
+
+    The k-th largest |v| is found by selection (``kthvalue``, linear time) and every entry above it
+    kept; only where entries tie with it across the boundary does ``topk``'s own order (mergekit's)
+    decide, as before. The same mask either way (``test_sce_selection_by_kthvalue_equals_topk``).
+    """
     k = int(torch.count_nonzero(variance) * density)
-    mask = torch.zeros_like(variance)
-    if k:
-        mask.view(-1)[torch.topk(variance.abs().view(-1), k=k, largest=True).indices] = 1
+    mask = torch.zeros(variance.shape, dtype=torch.bool, device=variance.device)
+    if not k:
+        return mask
+    size = variance.abs_().reshape(-1)
+    if not size.is_cuda and not bool(torch.isnan(size).any()):
+        threshold = torch.kthvalue(size, size.numel() - k + 1).values  # the k-th largest
+        keep = torch.ge(size, threshold, out=mask.view(-1))
+        if int(keep.sum()) == k:  # no tie across the boundary
+            return mask
+        mask.zero_()
+    mask.view(-1)[torch.topk(size, k=k, largest=True).indices] = True
     return mask
 
 
@@ -61,26 +75,31 @@ def sce_mask(deltas: torch.Tensor, density: float) -> torch.Tensor:
         return torch.zeros_like(deltas[0])
     if density >= 1:
         return torch.ones_like(deltas[0])
-    return _select(torch.var(deltas, dim=0, unbiased=False), density)
+    return _select(torch.var(deltas, dim=0, unbiased=False), density).to(deltas.dtype)
 
 
-def _variance(deltas) -> torch.Tensor:
-    """``torch.var(torch.stack(deltas), dim=0, unbiased=False)``, one task vector at a time: Welford's update
-    in float64 from mean = m2 = 0, as torch's CPU kernel runs it down each entry, rounded to the task
-    vectors' dtype at the end."""
-    mean = m2 = None
-    count = 0
-    for count, d in enumerate(deltas, start=1):
-        if mean is None:
-            dtype = d.dtype
-            mean = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
-            m2 = torch.zeros_like(mean)
-        step = d - mean  # δ − mean, in float64
-        mean.add_(step / count)
-        step.mul_(d - mean)
-        m2.add_(step)
-        del step, d
-    return m2.div_(count).to(dtype)
+CHUNK = 1 << 20  # entries a time in the variance pass: its float64 accumulators stay this small
+
+
+def _variance(delta_slice, count: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """``torch.var(torch.stack(deltas), dim=0, unbiased=False)`` (flattened), one task vector at a time:
+    Welford's update in float64 from mean = m2 = 0, as torch's CPU kernel runs it down each entry, rounded
+    to the task vectors' dtype at the end. The entries are independent, so they go ``CHUNK`` at a time:
+    the float64 accumulators hold a chunk, not the tensor. ``delta_slice(i, lo, hi)``: δᵢ's flat entries."""
+    out = torch.empty(n, dtype=like.dtype, device=like.device)
+    for lo in range(0, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        mean = torch.zeros(hi - lo, dtype=torch.float64, device=like.device)
+        m2 = torch.zeros_like(mean)
+        for i in range(count):
+            d = delta_slice(i, lo, hi)
+            step = d - mean  # δ − mean, in float64
+            mean.add_(step / (i + 1))
+            step.mul_(d - mean)
+            m2.add_(step)
+            del step, d
+        out[lo:hi] = m2.div_(count)
+    return out
 
 
 class Sce(MergeMethod):
@@ -104,8 +123,15 @@ class Sce(MergeMethod):
 
         density = shared["select_topk"]
         if density < 1:
-            mask = (torch.zeros_like(delta(0)) if density <= 0
-                    else _select(_variance(delta(i) for i in range(len(tensors))), density))
+            def delta_slice(i: int, lo: int, hi: int) -> torch.Tensor:
+                if owned[i]:
+                    return tensors[i].reshape(-1)[lo:hi]
+                return tensors[i].reshape(-1)[lo:hi] - base.reshape(-1)[lo:hi]
+
+            like = tensors[0] if owned[0] else tensors[0] - base
+            mask = (torch.zeros(like.shape, dtype=torch.bool, device=like.device) if density <= 0 else
+                    _select(_variance(delta_slice, len(tensors), like.numel(), like).view(like.shape), density))
+            del like
             for t, mine in zip(tensors, owned):
                 if mine:
                     t.mul_(mask)

@@ -232,7 +232,10 @@ def karcher_mean(tensors: list[torch.Tensor], alphas: list[float], max_iter: int
             theta = torch.arccos(cos)
             if theta.item() < tol:
                 continue
-            step += ai * (theta / torch.sin(theta)) * (ui - cos * u)
+            # step += aᵢ·(θ/sin θ)·(uᵢ − cos·u), the same products in one reused buffer
+            along = cos * u
+            step += torch.sub(ui, along, out=along).mul_(ai * (theta / torch.sin(theta)))
+            del along
         size = torch.linalg.vector_norm(step.to(dtype))
         if size.item() < tol:
             break
