@@ -3,24 +3,9 @@ of 2n entries or more for N = 4, and the result is bitwise that of the formula o
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from luminary.merge.methods import METHODS
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any operation returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
+from tests.memory import LargestTensor
 
 
 def stacked(base, tensors, epsilon, plus, r=0.1, alpha=0.2):

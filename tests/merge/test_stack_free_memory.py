@@ -3,27 +3,10 @@ of 2n entries or more for N = 4, and the result is bitwise that of the former fo
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from luminary.core.errors import LuminaryError
 from luminary.merge.methods import METHODS
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any operation returns, by the elements of the memory behind it: a view
-    counts as the tensor it views (the zero-stride (2, n) views the per-model sums reduce, so that torch
-    adds each row as in the stack, allocate nothing)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
-        return out
+from tests.memory import LargestTensor
 
 
 def work(x):
@@ -151,10 +134,10 @@ def test_no_operation_returns_a_stack_of_the_models(name, options):
     shared = {p.name: options.get(p.name, p.default) for p in METHODS[name].params}
     per_model = [{"weight": w} for w in (1.0, 2.0, 0.5, 1.5)]
     copies = [t.clone() for t in tensors]
-    with LargestTensor() as seen:
+    with LargestTensor(by_storage=True) as seen:
         METHODS[name].merge(base if use_base else None, copies, shared, per_model, torch.Generator())
     assert seen.largest < 2 * n
-    with LargestTensor() as former:  # the mode does see the (N, n) stack where there is one
+    with LargestTensor(by_storage=True) as former:  # the mode does see the (N, n) stack where there is one
         torch.stack(tensors)
     assert former.largest >= 4 * n
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model
@@ -14,6 +13,7 @@ from luminary.train.fused_ce import chunk_tokens, fused_causal_lm_loss, linear_c
 from luminary.train.losses import causal_lm_collate, causal_lm_loss, token_cross_entropy
 
 from tests.train.helpers import pretrain_with
+from tests.memory import LargestTensor
 
 
 def by_hand(h, w, y, scale):
@@ -82,21 +82,6 @@ def test_under_bf16_autocast_it_agrees_with_the_autocast_head():
     assert abs(fused.item() - loss.item()) < 1e-2 * loss.item()
     fused.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any operation returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def test_the_whole_logits_tensor_is_never_formed():

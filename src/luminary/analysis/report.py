@@ -257,12 +257,17 @@ def _count(n: float) -> str:
     return f"{n:g}"
 
 
-def model_facts(folder: Path, records: list[dict[str, Any]], phases) -> tuple[str, list[tuple[str, str]]]:
-    """The report's summary paragraph and its facts table, from the final checkpoint and the log."""
+def _checkpoints(folder: Path) -> list:
+    """The folder's checkpoints (``checkpoints_of``), none where it has none."""
     try:
-        refs = checkpoints_of(folder)
+        return checkpoints_of(folder)
     except LuminaryError:
-        refs = []
+        return []
+
+
+def model_facts(folder: Path, records: list[dict[str, Any]], phases, refs: list,
+                name: str) -> tuple[str, list[tuple[str, str]]]:
+    """The report's summary paragraph and its facts table, from the final checkpoint and the log."""
     final = refs[-1].path if refs else None
     config = read_json(final / "config.json") if final and (final / "config.json").is_file() else {}
     get = lambda *keys: next((config[k] for k in keys if k in config), None)  # noqa: E731
@@ -295,14 +300,14 @@ def model_facts(folder: Path, records: list[dict[str, Any]], phases) -> tuple[st
     facts.append(("checkpoints", str(len(refs))))
     size = f"a {_count(params)}-parameter " if params else "a "
     what = f"{arch} model" if arch else "model"
-    summary = (f"{_name(folder)}: {size}{what} trained for {last['step'] + 1:,} steps"
+    summary = (f"{name}: {size}{what} trained for {last['step'] + 1:,} steps"
                + (f" on {_count(targets)} target tokens" if targets else "")
                + (f" in {len(phases)} phases" if phases else "")
                + f", {len(refs)} checkpoints; this page is its {kind}'s report.")
     return summary, facts
 
 
-def _files(folder: Path) -> list[tuple[str, str, str]]:
+def _files(folder: Path, refs: list) -> list[tuple[str, str, str]]:
     """(label, link relative to report/, detail) for every checkpoint and data chunk."""
     out = []
     if (folder / "index.json").is_file():
@@ -313,10 +318,6 @@ def _files(folder: Path) -> list[tuple[str, str, str]]:
                 steps = e.get("chunk_steps") or []
                 out.append((f"chunk {Path(e['chunk']).stem}", f"../{e['chunk']}",
                             f"steps {steps[0]}..{steps[1] - 1}" if len(steps) == 2 else ""))
-        return out
-    try:
-        refs = checkpoints_of(folder)
-    except LuminaryError:
         return out
     for ref in refs:
         rel = os.path.relpath(ref.path, folder / "report")
@@ -420,9 +421,10 @@ def write_report(folder: str | Path) -> Path:
                 series[f"precision@{harvest['precision_at']}"] = rel["precision"]
             _harvest_plot(add(knowledge, f"harvest_{name}.png", caption,
                               *_columns([c["step"] for c in harvest["checkpoints"]], series)), name, harvest, phases)
-        summary, facts = model_facts(folder, records, phases)
+        name, refs = _name(folder), _checkpoints(folder)
+        summary, facts = model_facts(folder, records, phases, refs, name)
         sections = [s for s in (training, evaluation, memorization, knowledge) if s.figures]
-        (out / "index.html").write_text(_page(_name(folder), summary, facts, phases, sections, _files(folder)))
+        (out / "index.html").write_text(_page(name, summary, facts, phases, sections, _files(folder, refs)))
     return folder / "report" / "index.html"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from luminary.merge.methods.base import MergeMethod
+from luminary.merge.methods.base import MergeMethod, deltas_in_place
 
 QUANTILE_SAMPLE = 1_000_000
 
@@ -47,7 +47,6 @@ class ArceeFusion(MergeMethod):
         keep = score >= median + 1.5 * (q3 - q1)
         del score
         # θ_base + [s ≥ t]·(θ − θ_base), in the input's buffer where it is its own (the executor owns it)
-        if (other.dtype == base.dtype and other.shape == base.shape and not other.requires_grad
-                and other.untyped_storage().data_ptr() != base.untyped_storage().data_ptr()):
-            return other.sub_(base).mul_(keep).add_(base)
+        if other.dtype == base.dtype and deltas_in_place(base, [other])[0]:
+            return other.mul_(keep).add_(base)
         return base + (other - base) * keep.to(base.dtype)

@@ -91,12 +91,19 @@ class MergeMethod:
 ACCUMULATE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
 
 
-def deltas_in_place(base: torch.Tensor, tensors: list[torch.Tensor]) -> list[bool]:
-    """Turn each input that shares no memory with the base or another input into δᵢ, in its own buffer."""
+def owned_inputs(tensors: list[torch.Tensor], base: torch.Tensor | None = None) -> list[bool]:
+    """Which inputs a method may overwrite (the executor owns them): those sharing memory with neither
+    the base nor another input, and needing no gradient."""
     storages = [t.untyped_storage().data_ptr() for t in tensors]
-    taken = storages + [base.untyped_storage().data_ptr()]
-    owned = [taken.count(ptr) == 1 and t.dtype == torch.result_type(base, t) and t.shape == base.shape
-             and not t.requires_grad for t, ptr in zip(tensors, storages)]
+    taken = storages + ([] if base is None else [base.untyped_storage().data_ptr()])
+    return [taken.count(ptr) == 1 and not t.requires_grad for t, ptr in zip(tensors, storages)]
+
+
+def deltas_in_place(base: torch.Tensor, tensors: list[torch.Tensor]) -> list[bool]:
+    """Turn each input :func:`owned_inputs` allows (and of the base's shape and result dtype) into δᵢ, in
+    its own buffer; returns which did."""
+    owned = [mine and t.dtype == torch.result_type(base, t) and t.shape == base.shape
+             for t, mine in zip(tensors, owned_inputs(tensors, base))]
     for t, mine in zip(tensors, owned):
         if mine:
             t.sub_(base)

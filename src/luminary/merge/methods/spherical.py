@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from luminary.core.errors import LuminaryError
-from luminary.merge.methods.base import MergeMethod, Param, deltas_in_place
+from luminary.merge.methods.base import MergeMethod, Param, deltas_in_place, owned_inputs
 
 
 def _work(x: torch.Tensor) -> torch.Tensor:
@@ -95,13 +95,6 @@ class NuSlerp(MergeMethod):
         return nuslerp(t, da, db, dim=dim, flatten=flatten).add_(g).to(base.dtype)  # g + slerp
 
 
-def _owned(tensors: list[torch.Tensor], base: torch.Tensor | None) -> list[bool]:
-    """Which inputs may be overwritten: those sharing memory with neither the base nor another input."""
-    storages = [t.untyped_storage().data_ptr() for t in tensors]
-    taken = storages + ([] if base is None else [base.untyped_storage().data_ptr()])
-    return [taken.count(ptr) == 1 and not t.requires_grad for t, ptr in zip(tensors, storages)]
-
-
 def _row_sum(x: torch.Tensor) -> torch.Tensor:
     """``x.sum(-1, keepdim=True)`` of a 1-D x, added up as one row of an (N, n) stack is: through a two-row
     zero-stride view, as torch splits the one sum of a single output of 32768 entries or more between its
@@ -124,12 +117,8 @@ def multislerp(tensors: list[torch.Tensor], weights: list[float], base: torch.Te
     if len(tensors) == 1:
         return tensors[0]
     shape = tensors[0].shape
-    delta = [False] * len(tensors)  # whether tensors[i] already holds δᵢ
-    if base is not None and in_place:
-        for i, (t, mine) in enumerate(zip(tensors, _owned(tensors, base))):
-            if mine and t.dtype == torch.result_type(t, base) and t.shape == base.shape:
-                t.sub_(base)
-                delta[i] = True
+    # whether tensors[i] already holds δᵢ
+    delta = deltas_in_place(base, tensors) if base is not None and in_place else [False] * len(tensors)
 
     def flat(i: int) -> torch.Tensor:  # xᵢ (δᵢ with a base), flattened
         x = tensors[i] if base is None or delta[i] else tensors[i] - base
@@ -256,4 +245,4 @@ class Karcher(MergeMethod):
         dtype = tensors[0].dtype
         xs = [_work(x) for x in tensors]
         return karcher_mean(xs, [1.0 / len(xs)] * len(xs), shared["max_iter"], shared["tol"],
-                            owned=_owned(xs, base)).to(dtype)  # the executor owns the inputs
+                            owned=owned_inputs(xs, base)).to(dtype)  # the executor owns the inputs
