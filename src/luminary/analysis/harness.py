@@ -195,10 +195,12 @@ def evaluate_model(model, tokenizer, tasks: list[dict | str], *, limit: int | fl
             if "," not in key:
                 continue
             metric, _, filt = key.partition(",")
+            if metric.endswith("_stderr"):  # "acc_stderr,none", "exact_match_stderr,strict-match"
+                base = metric[: -len("_stderr")]
+                stderr[base if filt == "none" else f"{base},{filt}"] = _number(value)
+                continue
             label = metric if filt == "none" else f"{metric},{filt}"
-            if label.endswith("_stderr"):
-                stderr[label[: -len("_stderr")]] = _number(value)
-            elif (number := _number(value)) is not None and math.isfinite(number):
+            if (number := _number(value)) is not None and math.isfinite(number):
                 metrics[label] = number
         summary["tasks"][name] = {
             "metrics": metrics, "stderr": stderr,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from luminary.core.errors import LuminaryError
-from luminary.core.io import atomic_dir, read_json, remote_code_files, sha256_file, write_manifest
+from luminary.core.io import atomic_dir, contained, read_json, remote_code_files, sha256_file, write_manifest
 from luminary.core.locks import locked
 from luminary.core.progress import progress_bar
 from luminary.core.runs import read_metrics
@@ -71,6 +71,28 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+def _is_lm_eval_summary(summary: Any) -> bool:
+    """Shaped as ``luminary evaluate`` writes a step: ``{"tasks": {TASK: {"metrics": {...}, ...}}, ...}``."""
+    tasks = summary.get("tasks") if isinstance(summary, dict) else None
+    return isinstance(tasks, dict) and all(isinstance(t, dict) and isinstance(t.get("metrics", {}), dict)
+                                           for t in tasks.values())
+
+
+def final_lm_eval(run_dir: Path, step: int) -> dict[str, Any] | None:
+    """The lm-eval summary ``luminary evaluate`` saved for the checkpoint at ``step``
+    (``analysis/lm_eval/step_STEP.json``), or None when that checkpoint was not evaluated."""
+    path = contained(run_dir, f"analysis/lm_eval/step_{step:06d}.json", "lm-eval results")
+    if not path.is_file():
+        return None
+    summary = read_json(path, "lm-eval results")
+    if not _is_lm_eval_summary(summary):
+        raise LuminaryError(f"{path}: not lm-eval results as luminary evaluate writes them "
+                            "(a 'tasks' mapping of each task to its 'metrics')")
+    if summary.get("step", step) != step:
+        raise LuminaryError(f"{path}: holds the results of step {summary['step']}, not {step}")
+    return summary
+
+
 def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overwrite: bool = False,
                  git: bool = False) -> Path:
     """Write the release (see the module docstring); ``git``: also a git repository with one branch per
@@ -87,6 +109,7 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
     mixture = data.mixture
     metrics = {r["step"]: r for r in read_metrics(run_dir / "metrics.jsonl")}
     last = checkpoints[-1][0]
+    lm_eval = final_lm_eval(run_dir, last)
     if any(s not in metrics for s in range(last)):
         raise LuminaryError(f"{run_dir}/metrics.jsonl: steps before {last} are missing")
     entries: list[dict[str, Any]] = []
@@ -131,7 +154,7 @@ def make_release(run_dir: str | Path, out: str | Path, fmt: str = "jsonl", overw
         index = {"format": fmt, "global_batch": mixture.global_batch, "seq_len": recipe.train.seq_len,
                  "final": entries[-1]["checkpoint"], "checkpoints": entries}
         (tmp / "index.json").write_text(json.dumps(index, indent=2))
-        (tmp / "README.md").write_text(model_card(recipe, data.lock, entries))
+        (tmp / "README.md").write_text(model_card(recipe, data.lock, entries, lm_eval))
         write_manifest(tmp)
         if git:
             from luminary.release.git import write_git
