@@ -15,7 +15,7 @@ complete one. ``get_state_dict`` / ``set_state_dict`` key everything by
 parameter name, so the shards load into any world size and any dp × tp split,
 and into one process with no process group at all. A single-process
 checkpoint (whole weights and an optimizer state keyed by position) loads
-under a mesh too.
+under a mesh too, a LoRA run's (its adapter alone, in peft's file names) as well.
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ def load_sharded_state(folder: str | Path, model: nn.Module, optimizer: torch.op
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         return
     weights = read_safetensors_folder(folder)  # a single-process checkpoint
+    if hasattr(model, "from_adapter_names"):  # a LoRA model's: the adapter alone, in peft's file names
+        weights = model.from_adapter_names(weights)
     optim_sd = _optimizer_by_name(model, optimizer, load_state(folder / TRAINER_STATE, "optimizer"))
     result = set_state_dict(model, optimizer, model_state_dict=weights, optim_state_dict=optim_sd,
                             options=StateDictOptions(full_state_dict=True, strict=False))

@@ -6,6 +6,8 @@ and B train; checkpoints hold the adapter alone in peft's format
 (``adapter_model.safetensors`` + ``adapter_config.json``), so
 ``PeftModel.from_pretrained(base, folder)`` loads it. :func:`merge_adapter`
 folds it back (``merge_and_unload``) into a plain ``save_pretrained`` folder.
+Under torchrun (``deploy.dp``) FSDP2 shards the frozen base and the adapter alike; rank 0
+writes the whole adapter, gathered.
 
     luminary train examples/finetune-chat-lora.yaml --out runs/chat-lora
     luminary merge-lora runs/chat-lora --out runs/chat-lora-merged
@@ -55,14 +57,22 @@ class _Loader:
     """``load_state_dict`` that also takes an adapter file's keys (the Trainer's resume reads the checkpoint's
     safetensors as they are: peft's names without the adapter name)."""
 
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):  # noqa: D102
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
+        # ``state_dict``: ``Module.load_state_dict``'s own name (torch.distributed.checkpoint passes it by name)
         peft = _peft()
         own = self.state_dict().keys()
-        if state and all("lora_" in k for k in state) and not set(state) <= own:  # an adapter file
-            result = peft.set_peft_model_state_dict(self, state)  # renames, then calls this again
+        if state_dict and all("lora_" in k for k in state_dict) and not set(state_dict) <= own:  # an adapter file
+            result = peft.set_peft_model_state_dict(self, state_dict)  # renames, then calls this again
             missing = [k for k in own if "lora_" in k and k in result.missing_keys]
             return torch.nn.modules.module._IncompatibleKeys(missing, list(result.unexpected_keys))
-        return super().load_state_dict(state, strict=strict, assign=assign)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def from_adapter_names(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An adapter file's tensors under this model's state-dict names (peft's with the adapter name),
+        for loaders that match names themselves (a one-process checkpoint resumed under torchrun)."""
+        adapter = f".{self.active_adapter}"
+        names = {k.replace(adapter, ""): k for k in self.state_dict() if "lora_" in k}
+        return {names.get(k, k): v for k, v in state.items()}
 
 
 def _adapter_model(model: torch.nn.Module, lora: Any) -> torch.nn.Module:
