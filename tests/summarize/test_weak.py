@@ -7,7 +7,8 @@ import pytest
 
 from luminary.core.errors import LuminaryError
 from luminary.summarize.aspects import noun_phrases
-from luminary.summarize.data import build_data, format_source
+from luminary.summarize.data import build_data, format_source, is_heldout
+from tests.summarize.conftest import PAIRS
 from luminary.summarize.knowledge import Neighbour
 from luminary.summarize.weak import (
     TfIdf, aspect_sentences, knowledge_words, mentions, sample_neighbour, split_sentences,
@@ -82,3 +83,23 @@ def test_missing_field_names_the_line(tmp_path, conceptnet_json):
     with pytest.raises(LuminaryError, match="line 2: missing field 'summary'"):
         build_data(bad, tmp_path / "out", str(conceptnet_json))
     assert not (tmp_path / "out").exists()
+
+
+def test_documents_of_one_group_stay_on_one_side_of_the_heldout_split(tmp_path, conceptnet_json):
+    # six cuts of each of two sources: split by document they would land on both sides
+    pairs = [{**PAIRS[i % 3], "id": f"{g}#{i}", "group": g} for g in ("a", "b") for i in range(6)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    assert len({is_heldout(p["id"], 0.5, 0) for p in pairs}) == 2
+    seed = next(s for s in range(50) if is_heldout("a", 0.5, s) != is_heldout("b", 0.5, s))
+    build_data(path, tmp_path / "out", str(conceptnet_json), extractor="rule", heldout=0.5, seed=seed)
+    sides = {}
+    for name in ("train", "heldout"):
+        for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            assert row["doc_id"].startswith(row["group"] + "#")
+            sides.setdefault(row["group"], set()).add(name)
+    assert sides == {"a": {"train"}, "b": {"heldout"}} or sides == {"a": {"heldout"}, "b": {"train"}}
+    path.write_text(json.dumps({**pairs[0], "group": 3}) + "\n")
+    with pytest.raises(LuminaryError, match="record 1: 'group' must be a string"):
+        build_data(path, tmp_path / "bad", str(conceptnet_json))

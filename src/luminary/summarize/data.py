@@ -48,6 +48,7 @@ def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     rows = read_jsonl(path, required=("document", "summary"))
     _check_strings(path, rows, ("document", "summary"))
+    _check_strings(path, [r for r in rows if "group" in r], ("group",))
     if not rows:
         raise LuminaryError(f"{path}: no (document, summary) pairs")
     return [{**row, "id": str(row.get("id", number))} for number, row in enumerate(rows, 1)]
@@ -67,9 +68,10 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def is_heldout(doc_id: str, fraction: float, seed: int) -> bool:
-    """A seeded share ``fraction`` of documents, decided by the id alone."""
-    return fraction > 0 and derive_seed(seed, "heldout", doc_id) % 1_000_000 < fraction * 1_000_000
+def is_heldout(group: str, fraction: float, seed: int) -> bool:
+    """A seeded share ``fraction`` of documents, decided by the id alone (by the ``group``, where the pairs
+    name one, so that documents cut from one source stay on one side)."""
+    return fraction > 0 and derive_seed(seed, "heldout", group) % 1_000_000 < fraction * 1_000_000
 
 
 def build_data(input: str | Path, out: str | Path, knowledge: str = "wordnet", extractor: str = "auto",
@@ -100,8 +102,8 @@ def build_data(input: str | Path, out: str | Path, knowledge: str = "wordnet", e
         entities = [document_aspects(r["summary"], source, extractor) for r in rows]
         drawn = [draw_neighbours(r["id"], ents, source, seed) for r, ents in zip(rows, entities)]
     examples = build_examples(rows, source, entities, drawn, max_knowledge_words)
-    train = [e for e in examples if not is_heldout(e["doc_id"], heldout, seed)]
-    held = [e for e in examples if is_heldout(e["doc_id"], heldout, seed)]
+    train = [e for e in examples if not is_heldout(e.get("group", e["doc_id"]), heldout, seed)]
+    held = [e for e in examples if is_heldout(e.get("group", e["doc_id"]), heldout, seed)]
     stats = {**statistics(len(rows), examples), "train_examples": len(train), "heldout_examples": len(held),
              "knowledge": source.name, "extractor": extractor_name(extractor), "seed": seed}
     with locked(out, "data folder"), atomic_dir(out, overwrite=True) as tmp:

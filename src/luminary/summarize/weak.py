@@ -134,6 +134,7 @@ def build_examples(rows: Sequence[dict[str, Any]], knowledge: Knowledge, entitie
             examples.append({
                 "id": f"{row['id']}:{aspect}",
                 "doc_id": row["id"],
+                **({"group": row["group"]} if "group" in row else {}),
                 "aspect": aspect,
                 "origin": "entity" if via is None else "neighbour",
                 "via": via,
