@@ -18,6 +18,13 @@ layers (embeddings, norms, attention's softmax, the output head) are
 unchanged. Layers are converted in place by giving them a subclass of
 ``nn.Linear``, so parameter names and checkpoints stay as they were.
 
+On a GPU where torchao is installed (``pip install 'luminary[float8]'``), the
+layers are torchao's ``Float8Linear`` (``convert_to_float8_training``, the same
+recipe, kept by its authors for torch.compile and FSDP2); luminary's own layer
+below is the fallback, and the one a CPU run uses. The two cast bit for bit
+alike and multiply alike to float32 summation order
+(``tests/train/test_float8_torchao.py``).
+
 ``_scaled_mm`` on CUDA wants the first operand row-major, the second
 column-major, and the inner and output dimensions divisible by 16; the
 operands here are laid out that way on every device (checked, so the CPU
@@ -26,6 +33,8 @@ multiple of 16, since it is the inner dimension of the weight gradient.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +48,15 @@ EPS = 1e-12
 
 
 def to_float8(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``t`` in float8 scaled to fill the format, and the inverse scale ``1/s_t`` (float32 scalar)."""
+    """``t`` in float8 scaled to fill the format, and the inverse scale ``1/s_t`` (float32 scalar).
+
+    s_t is the float64 quotient rounded once to float32, as torchao's ``amax_to_scale``: torch computes
+    ``fmax / amax`` in float32 as ``fmax · (1/amax)``, two roundings, one ulp off at times, and an
+    entry that lands on a rounding boundary of the format then casts to its neighbour.
+    """
     fmax = torch.finfo(dtype).max
-    amax = t.detach().abs().amax().float()
-    scale = fmax / amax.clamp(min=EPS)
+    amax = t.detach().abs().amax().double()
+    scale = (fmax / amax.clamp(min=EPS)).float()
     t8 = (t.float() * scale).clamp(-fmax, fmax).to(dtype)
     return t8, scale.reciprocal()
 
@@ -108,24 +122,50 @@ class Float8Linear(nn.Linear):
         return y + self.bias.to(y.dtype) if self.bias is not None else y
 
 
-def convert_to_float8(model: nn.Module, device: torch.device | str | None = None) -> list[str]:
+def torchao_converter():
+    """torchao's ``convert_to_float8_training``, or None where torchao is not installed or does not
+    import with this torch (a build for another release)."""
+    try:
+        from torchao.float8 import convert_to_float8_training
+    except Exception:  # noqa: BLE001 -- ImportError, or an incompatible build's own error
+        return None
+    return convert_to_float8_training
+
+
+def float8_layers(model: nn.Module) -> list[str]:
+    """The ``nn.Linear`` layers inside the model's blocks whose widths are multiples of 16, by name."""
+    from luminary.core.modules import list_blocks
+
+    blocks = list_blocks(model)
+    if not blocks:
+        raise LuminaryError(f"float8: {type(model).__name__} has no list of blocks to convert")
+    return [f"{block}.{name}" for block in blocks for name, module in model.get_submodule(block).named_modules()
+            if type(module) is nn.Linear and module.in_features % 16 == 0 and module.out_features % 16 == 0]
+
+
+def convert_to_float8(model: nn.Module, device: torch.device | str | None = None,
+                      backend: Literal["auto", "torchao", "luminary"] = "auto") -> list[str]:
     """Give every ``nn.Linear`` inside the model's blocks the float8 product; returns their names.
 
     Layers whose input or output width is not a multiple of 16 stay as they are.
     ``device``: where it will train; a CUDA device must do float8 products (sm89+).
+    ``backend``: ``auto`` takes torchao's Float8Linear (the same tensorwise recipe,
+    ``tests/train/test_float8_torchao.py``) on a GPU where torchao is installed, and
+    :class:`Float8Linear` otherwise (on the CPU torch's float8 product is a reference loop,
+    which :func:`scaled_mm` replaces by the same product in float32).
     """
-    from luminary.core.modules import list_blocks
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         raise LuminaryError("float8: needs a GPU of compute capability 8.9 or later (Ada, Hopper)")
-    blocks = list_blocks(model)
-    if not blocks:
-        raise LuminaryError(f"float8: {type(model).__name__} has no list of blocks to convert")
-    converted = []
-    for block in blocks:
-        for name, module in model.get_submodule(block).named_modules():
-            if type(module) is nn.Linear and module.in_features % 16 == 0 and module.out_features % 16 == 0:
-                module.__class__ = Float8Linear
-                converted.append(f"{block}.{name}")
-    return converted
+    names = float8_layers(model)
+    converter = torchao_converter() if backend != "luminary" else None
+    if backend == "torchao" and converter is None:
+        raise LuminaryError("float8: torchao is not installed or does not import with this torch "
+                            "(pip install 'luminary[float8]')")
+    if converter is not None and (backend == "torchao" or device.type == "cuda"):
+        chosen = set(names)
+        converter(model, module_filter_fn=lambda module, fqn: fqn in chosen)
+        return names
+    for name in names:
+        model.get_submodule(name).__class__ = Float8Linear
+    return names
