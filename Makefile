@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# "torch" would pull a CUDA build of several GB)
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# torchao, the float8 peer, in a folder of its own that only its test puts on sys.path:
+	# installed, transformers imports it in every process that loads a model (seconds each)
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(VENV)/float8-peer "torchao>=0.18,<0.19"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -6,10 +6,18 @@ luminary multiplies the dequantized operands in float32 where torchao calls torc
 """
 
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# `make setup` installs torchao into .venv/float8-peer, not the environment itself: installed there,
+# transformers would import it (seconds) in every process that loads a model
+PEER = Path(sys.prefix) / "float8-peer"
+if PEER.is_dir() and str(PEER) not in sys.path:
+    sys.path.append(str(PEER))
 
 from luminary.core.errors import LuminaryError
 from luminary.models import build_model

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from luminary.core.io import MANIFEST, atomic_dir, atomic_write_text, sha256_file
+from luminary.core.io import MANIFEST, atomic_dir, atomic_write_text, remote_code_files, sha256_file
 from luminary.core.locks import locked
 from luminary.core.progress import info
 from luminary.merge.card import as_given, model_card
@@ -89,6 +89,9 @@ def write_folder(out: str | Path, plan: MergePlan, config_json: dict[str, Any], 
             info("[yellow]warning:[/yellow] chat_template is not written: the tokenizer is not copied "
                  "(--no-copy-tokenizer)")
         (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+        if "auto_map" in config_json:  # the architecture's own code (Crystal's), so it loads without luminary
+            for path in remote_code_files(ref.path):
+                shutil.copy2(path, tmp / path.name)
         writer = StreamingWriter(tmp, entries, max_shard_size)
         try:
             execute(plan, writer.write, description)
