@@ -8,9 +8,10 @@ import yaml
 from huggingface_hub import ModelCard
 
 from luminary.core.errors import LuminaryError
-from luminary.pretrain.recipe import Recipe
 from luminary.release import make_release
 from luminary.release.card import model_card
+
+from tests.release.card_inputs import card_inputs
 
 # the shape evaluate_checkpoints writes to analysis/lm_eval/step_STEP.json (harness.evaluate_model's summary)
 SUMMARY = {
@@ -33,31 +34,12 @@ SCORES = {("python_mc", "acc"): 0.75, ("python_mc", "acc_norm"): 0.7083,
 VAL_LOSS = {("web (held out)", "loss"): 3.25, ("code (held out)", "loss"): 2.5}
 
 
-def _inputs():
-    recipe = Recipe.model_validate({
-        "name": "tiny", "sources": {"web": {"type": "jsonl", "path": "x.jsonl"},
-                                    "code": {"type": "files", "path": "src", "kind": "code"}},
-        "tokenizer": {"path": "tok"}, "model": {"preset": "crystal-debug"},
-        "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48},
-        "phases": [{"name": "p1", "steps": 2, "weights": {"web": 0.5, "code": 0.5},
-                    "schedule": {"kind": "linear", "peak_lr": 0.003, "warmup_steps": 1, "decay_steps": 2}}]})
-    lock = {"sources": {"web": {"type": "jsonl", "documents": 3, "tokens": 100, "sha256": "0" * 64},
-                        "code": {"type": "files", "documents": 2, "tokens": 50, "sha256": "1" * 64}},
-            "phases": [{"name": "p1", "steps": 2, "weights": {"web": 0.5, "code": 0.5},
-                        "fim": {"rate": 0.0, "spm": 0.5, "sources": {"web": 0.0, "code": 0.0}, "truncate": "chunk"},
-                        "schedule": {"peak_lr": 0.003}}],
-            "total_steps": 2, "global_batch": 4, "seq_len": 48}
-    entries = [{"checkpoint": "checkpoints/step000002-tokens384", "step": 2, "phase": "p1", "loss": 4.0,
-                "val_loss": {"web": 3.25, "code": 2.5}, "chunk": "chunks/train_000.jsonl"}]
-    return recipe, lock, entries
-
-
 def _results(card: ModelCard) -> dict:
     return {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
 
 
 def test_card_holds_each_lm_eval_task_and_metric():
-    text = model_card(*_inputs(), lm_eval={**SUMMARY, "step": 2})
+    text = model_card(*card_inputs(), lm_eval={**SUMMARY, "step": 2})
     card = ModelCard(text)
     assert _results(card) == {**VAL_LOSS, **SCORES}  # stderr and non-numbers left out, values to 4 places
     lm = [r for r in card.data.eval_results if r.dataset_name.startswith("python_")]
@@ -69,7 +51,7 @@ def test_card_holds_each_lm_eval_task_and_metric():
 
 
 def test_lm_eval_settings_become_metric_args():
-    text = model_card(*_inputs(), lm_eval={**SUMMARY, "limit": 10, "num_fewshot": 0})
+    text = model_card(*card_inputs(), lm_eval={**SUMMARY, "limit": 10, "num_fewshot": 0})
     lm = [r for r in ModelCard(text).data.eval_results if r.dataset_name.startswith("python_")]
     assert lm and all(r.metric_args == {"num_fewshot": 0, "limit": 10} for r in lm)
     assert "&id" not in text and "*id" not in text  # each written out, no YAML anchors for the Hub to resolve
@@ -77,8 +59,8 @@ def test_lm_eval_settings_become_metric_args():
 
 
 def test_without_lm_eval_the_card_is_as_before():
-    text = model_card(*_inputs())
-    assert text == model_card(*_inputs(), lm_eval=None)
+    text = model_card(*card_inputs())
+    assert text == model_card(*card_inputs(), lm_eval=None)
     assert _results(ModelCard(text)) == VAL_LOSS and "## Evaluation" not in text
 
 

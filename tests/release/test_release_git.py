@@ -60,24 +60,11 @@ def test_verify_names_a_branch_that_is_not_its_checkpoint(git_release, tmp_path)
 def test_card_front_matter_lists_given_datasets_and_results():
     from huggingface_hub import ModelCard
 
-    from luminary.pretrain.recipe import Recipe
     from luminary.release.card import model_card
 
-    recipe = Recipe.model_validate({
-        "name": "tiny", "sources": {"web": {"type": "jsonl", "path": "x.jsonl", "hub_dataset": "cerebras/SlimPajama-627B"},
-                                    "code": {"type": "files", "path": "src", "kind": "code"}},
-        "tokenizer": {"path": "tok"}, "model": {"preset": "crystal-debug"},
-        "train": {"global_batch": 4, "micro_batch": 4, "seq_len": 48},
-        "phases": [{"name": "p1", "steps": 2, "weights": {"web": 0.5, "code": 0.5},
-                    "schedule": {"kind": "linear", "peak_lr": 0.003, "warmup_steps": 1, "decay_steps": 2}}]})
-    lock = {"sources": {"web": {"type": "jsonl", "documents": 3, "tokens": 100, "sha256": "0" * 64},
-                        "code": {"type": "files", "documents": 2, "tokens": 50, "sha256": "1" * 64}},
-            "phases": [{"name": "p1", "steps": 2, "weights": {"web": 0.5, "code": 0.5},
-                        "fim": {"rate": 0.0, "spm": 0.5, "sources": {"web": 0.0, "code": 0.0}, "truncate": "chunk"},
-                        "schedule": {"peak_lr": 0.003}}],
-            "total_steps": 2, "global_batch": 4, "seq_len": 48}
-    entries = [{"checkpoint": "checkpoints/step000002-tokens384", "step": 2, "phase": "p1", "loss": 4.0,
-                "val_loss": {"web": 3.25, "code": 2.5}, "chunk": "chunks/train_000.jsonl"}]
+    from tests.release.card_inputs import card_inputs
+
+    recipe, lock, entries = card_inputs(hub_dataset="cerebras/SlimPajama-627B")
     card = ModelCard(model_card(recipe, lock, entries))
     assert card.data.datasets == ["cerebras/SlimPajama-627B"]
     results = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
