@@ -192,21 +192,5 @@ def test_dp2_adapter_folds_into_a_model_transformers_loads(runs, tmp_path):
         torch.testing.assert_close(merged(ids).logits, reference(ids).logits, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("deploy, needle", [({"tp": 2}, "deploy.tp"), ({"float8": "emulated"}, "deploy.float8")])
-def test_lora_refuses_tp_and_float8_in_one_line(deploy, needle, tokenizer_dir, tmp_path):
-    from luminary.core.errors import LuminaryError
-    from luminary.train.finetune import FinetuneConfig, run_finetune
-
-    data = tmp_path / "code.txt"
-    data.write_text("def f(x):\n    return x + 1\n" * 40)
-    config = finetune_config(tokenizer_dir, data, 1)
-    config["deploy"] = {**config["deploy"], "dp": None, **deploy}
-    with pytest.raises(LuminaryError) as refused:
-        run_finetune(FinetuneConfig.model_validate(config), tmp_path / "run")
-    message = str(refused.value)
-    assert message.startswith("train.lora:") and needle in message and "\n" not in message
-    assert not (tmp_path / "run").exists()
-
-
 if __name__ == "__main__":
     run_job(*map(Path, sys.argv[1:5]))

@@ -208,11 +208,14 @@ class Deployer:
         """The tensor-parallel plan, derived and checked on a two-block twin, stretched over ``model``."""
         from luminary.parallel.apply import expand_plan
         from luminary.parallel.check import plan_tensor_parallel
+        from luminary.parallel.adapters import peft_base
         from luminary.parallel.declared import read_declared
 
         # the whole ("dp", "tp") mesh: the plan is checked by one training step on it (luminary.parallel.check)
         mesh, overrides, check = self.mesh, self.config.tp_overrides, self.config.tp_check
         declared = read_declared(Path(self.config.tp_plan)) if self.config.tp_plan else None
+        if peft_base(model) is not None:
+            return self._adapter_plan(model, declared)
         config = getattr(model, "config", None)
         twin = source.twin() if source is not None else (
             ModelSource(config, type(model)).twin() if config is not None and hasattr(model, "_init_weights") else None)
@@ -223,6 +226,28 @@ class Deployer:
             self.log(f"{type(model).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
         whole = source.build(self.device) if source is not None else model
         return plan_tensor_parallel(whole, mesh, overrides, check, declared)
+
+    def _adapter_plan(self, model: torch.nn.Module, declared: dict[str, str] | None):
+        """A LoRA model's plan: the plain base model's (derived and checked on its two-block twin, stretched
+        over its blocks), carried onto the adapter layers (``luminary.parallel.adapters``); with ``tp_check``,
+        checked again by one training step of the twin under the same adapters."""
+        from luminary.parallel.adapters import adapter_plan, adapter_twin, peft_base
+        from luminary.parallel.apply import expand_plan
+        from luminary.parallel.check import check_training_step, plan_tensor_parallel
+
+        base = peft_base(model)
+        plain = ModelSource(base.config, type(base), seed=self.seed)
+        twin = plain.twin().to(self.device)
+        plan = plan_tensor_parallel(twin, self.mesh, self.config.tp_overrides, self.config.tp_check, declared)
+        stretched = expand_plan(plan, twin, plain.skeleton())
+        if stretched is None:
+            self.log(f"{type(base).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
+            stretched = plan_tensor_parallel(plain.build(self.device), self.mesh, self.config.tp_overrides,
+                                             self.config.tp_check, declared)
+        if self.config.tp_check:
+            adapted = adapter_twin(model, twin)
+            check_training_step(adapted, self.mesh, adapter_plan(plan, adapted))
+        return adapter_plan(stretched, model)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":

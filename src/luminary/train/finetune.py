@@ -7,7 +7,8 @@ config's ``deploy:`` settings.
 
 Chat data (``data.format: chat``, ``luminary.train.chat``) is rendered with
 the chat template, the loss on the responses only; ``train.lora`` trains LoRA
-adapters through peft (``luminary.train.lora``), in one process or data-parallel under torchrun.
+adapters through peft (``luminary.train.lora``), in one process or under torchrun (data parallel,
+tensor parallel: ``luminary.parallel.adapters``), with float8 base layers or without.
 
 One CPU process:  luminary train examples/finetune-tiny.yaml --out runs/finetune-tiny
 Many processes:   torchrun --standalone --nproc-per-node 4 -m luminary train CONFIG --out DIR   (deploy.tp: 2)
@@ -140,8 +141,6 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
     from luminary.train.trainer import Evaluation
 
     check_deploy(config.deploy, CAUSAL_LM)  # the cheap refusals first
-    if config.train.lora is not None:
-        check_lora_deploy(config.deploy)
     is_preset = config.model in PRESETS or config.model in FAMILIES
     if not is_preset:
         load_config(config.model)  # a missing or broken model folder is named before its tokenizer
@@ -185,16 +184,6 @@ def run_finetune(config: FinetuneConfig, out: Path, resume: bool = False) -> lis
                                model_type=getattr(source.config, "model_type", None)),
     )
     return result.records
-
-
-def check_lora_deploy(deploy: DeployConfig) -> None:
-    """LoRA trains in one process or data-parallel (FSDP2 shards the frozen base beside the adapter);
-    tensor parallel and float8 are refused, in one line naming ``train.lora``."""
-    if deploy.tp > 1:
-        raise LuminaryError(f"train.lora: not supported with deploy.tp {deploy.tp} yet (data parallel is: "
-                            "deploy.dp under torchrun); set deploy.tp to 1")
-    if deploy.float8:
-        raise LuminaryError("train.lora: not supported with deploy.float8 yet; set deploy.float8 to false")
 
 
 def lora_model(source, lora: LoraConfig, model: str, is_preset: bool, out: Path, deployer):

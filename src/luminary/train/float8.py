@@ -104,9 +104,12 @@ class _Float8Matmul(torch.autograd.Function):
         x8, inv_x, w8, inv_w = ctx.saved_tensors
         x_dtype, w_dtype = ctx.dtypes
         g8, inv_g = to_float8(_pad_rows(grad.contiguous()), E5M2)
-        grad_x = scaled_mm(g8, _column_major(w8), inv_g, inv_w, x_dtype)[: ctx.m]
-        grad_w = scaled_mm(g8.t().contiguous(), _column_major(x8), inv_g, inv_x, torch.float32)
-        return grad_x, grad_w.to(w_dtype), None
+        needs_x, needs_w, _ = ctx.needs_input_grad
+        grad_x = scaled_mm(g8, _column_major(w8), inv_g, inv_w, x_dtype)[: ctx.m] if needs_x else None
+        # a frozen weight (LoRA's base layer) takes no gradient: its product is skipped
+        grad_w = (scaled_mm(g8.t().contiguous(), _column_major(x8), inv_g, inv_x, torch.float32).to(w_dtype)
+                  if needs_w else None)
+        return grad_x, grad_w, None
 
 
 class Float8Linear(nn.Linear):
@@ -132,15 +135,28 @@ def torchao_converter():
     return convert_to_float8_training
 
 
+def adapter_layer(name: str) -> bool:
+    """A LoRA adapter's own layer (peft's ``lora_A`` / ``lora_B`` / ``lora_embedding_*``), by its name."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
 def float8_layers(model: nn.Module) -> list[str]:
-    """The ``nn.Linear`` layers inside the model's blocks whose widths are multiples of 16, by name."""
+    """The ``nn.Linear`` layers inside the model's blocks whose widths are multiples of 16, by name.
+
+    Under peft the blocks' layers are the ``base_layer`` of each ``lora.Linear``, frozen: they
+    multiply in float8. The adapter's ``lora_A`` (r × in) and ``lora_B`` (out × r) stay in full
+    precision: they are what trains and what is exported, their products are r/in of the base's
+    (float8 would save next to nothing), and a rank that is not a multiple of 16 would not fit
+    ``_scaled_mm`` anyway.
+    """
     from luminary.core.modules import list_blocks
 
     blocks = list_blocks(model)
     if not blocks:
         raise LuminaryError(f"float8: {type(model).__name__} has no list of blocks to convert")
     return [f"{block}.{name}" for block in blocks for name, module in model.get_submodule(block).named_modules()
-            if type(module) is nn.Linear and module.in_features % 16 == 0 and module.out_features % 16 == 0]
+            if type(module) is nn.Linear and module.in_features % 16 == 0 and module.out_features % 16 == 0
+            and not adapter_layer(name)]
 
 
 def convert_to_float8(model: nn.Module, device: torch.device | str | None = None,

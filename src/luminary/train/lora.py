@@ -7,7 +7,9 @@ and B train; checkpoints hold the adapter alone in peft's format
 ``PeftModel.from_pretrained(base, folder)`` loads it. :func:`merge_adapter`
 folds it back (``merge_and_unload``) into a plain ``save_pretrained`` folder.
 Under torchrun (``deploy.dp``) FSDP2 shards the frozen base and the adapter alike; rank 0
-writes the whole adapter, gathered.
+writes the whole adapter, gathered. With ``deploy.tp`` the base's plan is carried onto the adapter
+layers (``luminary.parallel.adapters``); with ``deploy.float8`` the frozen base layers multiply in
+float8 and the adapter's stay in full precision (``luminary.train.float8.float8_layers``).
 
     luminary train examples/finetune-chat-lora.yaml --out runs/chat-lora
     luminary merge-lora runs/chat-lora --out runs/chat-lora-merged
