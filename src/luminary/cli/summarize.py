@@ -1,4 +1,4 @@
-"""``luminary summarize build-data|train|run|evaluate|demo``: summaries on any aspect, weakly supervised."""
+"""``luminary summarize build-data|warm-start|train|run|evaluate|demo``: summaries on any aspect, weakly supervised."""
 
 from __future__ import annotations
 
@@ -46,6 +46,21 @@ def build_data(
         raise LuminaryError(f"--extractor: expected auto, spacy or rule, got {extractor!r}")
     stats = build(input, out, knowledge, extractor, max_knowledge_words, heldout, seed)
     typer.echo(json.dumps(stats, indent=2))
+
+
+@summarize_app.command("warm-start")
+def warm_start(
+    out: Path = typer.Option(..., "--out", "-o", help="the model folder to write"),
+    encoder: Path = typer.Option(None, "--encoder", help="a BERT-family folder (default: the packaged MiniLM)"),
+    decoder_layers: int = typer.Option(None, "--decoder-layers", min=1, help="the decoder keeps the first N layers"),
+    seed: int = typer.Option(0, help="seeds the fresh cross-attention weights"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """A BERT2BERT seq2seq model warm-started from a pretrained encoder (Rothe et al. 2020), for train's model:."""
+    from luminary.summarize.warm_start import warm_start as build
+
+    folder = build(out, encoder, decoder_layers, seed, overwrite)
+    typer.echo(f"wrote {folder}\nnext: set model: {folder} in a train config, then luminary summarize train CONFIG")
 
 
 @summarize_app.command("train")
