@@ -19,7 +19,8 @@ def test_build_data_command_prints_statistics(pairs_file, conceptnet_csv, tmp_pa
     result = CliRunner().invoke(app(), ["summarize", "build-data", str(pairs_file), "--out", str(tmp_path / "d"),
                                         "--knowledge", str(conceptnet_csv), "--extractor", "rule", "--seed", "1"])
     assert result.exit_code == 0, result.output
-    stats = json.loads(result.output)
+    stats = json.loads(result.stdout)  # stdout: the statistics alone; the path and next command on stderr
+    assert f"wrote {tmp_path / 'd'}" in result.stderr and "next: luminary summarize train" in result.stderr
     assert stats["documents"] == 3 and stats == json.loads((tmp_path / "d" / "stats.json").read_text())
     assert set(stats) >= {"aspects_per_document", "sentences_per_aspect_summary", "share_with_knowledge_words"}
 

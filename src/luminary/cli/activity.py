@@ -29,6 +29,7 @@ def synth(
     summary = make_synthetic(out, config, overwrite=overwrite)
     typer.echo(f"{summary['n_instances']} instances in {summary['n_samples']} samples "
                f"({summary['n_train']} train, {summary['n_test']} test) -> {out}")
+    typer.echo("next: luminary activity run CONFIG --out RESULTS   (see examples/activity-cil.yaml)")
 
 
 @activity_app.command("run")
@@ -44,6 +45,7 @@ def run(
     result = run_experiment(load_config(config, ActivityRunConfig), out, overwrite=overwrite)
     typer.echo(result["table"])
     typer.echo(f"-> {out}/results.json, {out}/accuracy_over_steps.png")
+    typer.echo(f"next: read {out}/results.json; luminary activity export --out EXPORT --config {config}")
 
 
 @activity_app.command("export")

@@ -52,6 +52,8 @@ def harvest(
         summary = run_harvest(relations, model, out, cfg, overwrite=overwrite, allow_pickle=allow_pickle, html=html)
         _print_one(summary)
     typer.echo(f"-> {out}" + (f"  (open {out / 'index.html'})" if html else ""))
+    if out is not None:
+        typer.echo(f"next: read {out}/summary.json" + ("" if html else f", or rerun with --html for {out}/index.html"))
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:

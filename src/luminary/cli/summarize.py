@@ -46,6 +46,8 @@ def build_data(
         raise LuminaryError(f"--extractor: expected auto, spacy or rule, got {extractor!r}")
     stats = build(input, out, knowledge, extractor, max_knowledge_words, heldout, seed)
     typer.echo(json.dumps(stats, indent=2))
+    typer.echo(f"wrote {out}\nnext: luminary summarize train CONFIG   (with data: {out}/train.jsonl; "
+               "see examples/summarize-tiny.yaml)", err=True)  # stdout stays one JSON object
 
 
 @summarize_app.command("warm-start")
@@ -76,6 +78,8 @@ def train(
     result = train_summarizer(load_config(config, SummarizeTrainConfig), out or Path("runs") / config.stem, resume)
     last = result["records"][-1] if result["records"] else {}
     typer.echo(f"step {last.get('step', '-')}: loss {last.get('loss', float('nan')):.4f} -> {result['model']}")
+    typer.echo(f"next: luminary summarize evaluate {result['model']} HELDOUT.jsonl --out RESULTS   "
+               f"(or luminary summarize run {result['model']} --aspect ASPECT DOC.txt)")
 
 
 @summarize_app.command("run")
@@ -99,6 +103,8 @@ def run(
         if document is not None or aspect is not None:
             raise LuminaryError("give either --input JSONL or DOCUMENT with --aspect, not both")
         summarize_file(model, input, output, knowledge, settings, device)
+        if output is not None:
+            typer.echo(f"wrote {output}")
         return
     if document is None or aspect is None:
         raise LuminaryError("give DOCUMENT and --aspect (or --input JSONL)")
@@ -125,6 +131,7 @@ def evaluate(
     report = evaluate_file(model, data, out, _settings(batch_size, num_beams, min_length, max_length),
                            consistency, device)
     typer.echo(results_table(report["systems"]), nl=False)
+    typer.echo(f"wrote {out}\nnext: read {out}/results.md (the table per aspect too)")
 
 
 @summarize_app.command("demo")
@@ -139,6 +146,8 @@ def demo(
 
     report = run_demo(load_config(config, DemoConfig) if config else DemoConfig(), out)
     typer.echo(results_table(report["systems"]), nl=False)
+    typer.echo(f"wrote {out}\nnext: read {out}/results/results.md; luminary summarize run {out}/aspect/model "
+               "--aspect ASPECT DOC.txt")
 
 
 def register(app: typer.Typer) -> None:
