@@ -51,7 +51,8 @@ def plan(
         typer.echo(format_check(data["check"]))
     if out:
         write_plan(data, out)
-        typer.echo(f"plan written to {out}")
+        typer.echo(f"plan written to {out}\nnext: deploy: {{tp: {tp}, tp_plan: {out}}} in a train config, "
+                   f"then torchrun --nproc-per-node {tp} -m luminary train CONFIG")
 
 
 def register(app: typer.Typer) -> None:
