@@ -192,3 +192,28 @@ def test_slerp_on_tensors_of_several_chunks_agrees_with_mergekits_order_of_opera
         assert torch.equal(slerp(t, a.clone(), b, in_place=True), slerp(t, a, b))
     same = a.clone()  # one buffer as both ends: writing the result into it early would give 0.91·a
     assert torch.allclose(slerp(0.3, same, same, in_place=True), a, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_sign_election_equals_the_masked_sum_written_out(dtype):
+    """Δ = s · Σ relu(s · wδ) against Σ mᵢwᵢδᵢ with mᵢ = [sgn(wᵢδᵢ) = s], and the divisor Σ mᵢwᵢ."""
+    elect = type(METHODS["ties"])._elect
+    g = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n, k = 1 + trial * 37, 2 + trial % 3
+        deltas = [torch.randint(-3, 4, (n,), generator=g).to(dtype) * 0.5 if trial % 2
+                  else torch.randn(n, generator=g).to(dtype) for _ in range(k)]  # integers: ties and zeros
+        weights = (torch.rand(k, generator=g) - 0.3).to(dtype)
+        weighted = [d * w for d, w in zip(deltas, weights)]
+        for consensus in ("sum", "count"):
+            total = sum(weighted) if consensus == "sum" else sum(d.sign() for d in weighted)
+            masks = [torch.where(total >= 0, d > 0, d < 0) for d in weighted]
+            expected = weighted[0] * masks[0]
+            for d, m in zip(weighted[1:], masks[1:]):
+                expected = expected + d * m
+            divisor = masks[0].to(dtype) * weights[0]
+            for m, w in zip(masks[1:], weights[1:]):
+                divisor = divisor.add(m.to(dtype), alpha=w.item())
+            divisor[divisor == 0] = 1
+            mixed, got = elect([d.clone() for d in weighted], weights, consensus, True)
+            assert torch.equal(mixed, expected) and torch.equal(got, divisor)
