@@ -93,16 +93,21 @@ def runs(tmp_path_factory, tokenizer_dir, stdlib_texts):
     return root / "one", root / "dp2" / "run", root / "dp2" / "resumed", root / "one_at_dp2"
 
 
-def test_dp2_trains_the_adapter_one_process_trains(runs):
+def assert_same_steps(one: Path, other: Path, steps: int, tol: float) -> None:
+    """The two runs' logs: the same steps and batches, losses within ``tol``, grad norms within 1e-4."""
     from luminary.core.runs import read_metrics
 
-    one, dp2, *_ = runs
-    want, got = read_metrics(one / "metrics.jsonl"), read_metrics(dp2 / "metrics.jsonl")
-    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(STEPS))
+    want, got = read_metrics(one / "metrics.jsonl"), read_metrics(other / "metrics.jsonl")
+    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(steps))
     for g, w in zip(got, want):
         assert g["batch_sha256"] == w["batch_sha256"]
-        assert g["loss"] == pytest.approx(w["loss"], rel=TOL, abs=TOL)
+        assert g["loss"] == pytest.approx(w["loss"], rel=tol, abs=tol)
         assert g["grad_norm"] == pytest.approx(w["grad_norm"], rel=1e-4)
+
+
+def test_dp2_trains_the_adapter_one_process_trains(runs):
+    one, dp2, *_ = runs
+    assert_same_steps(one, dp2, STEPS, TOL)
     a, b = adapter(one), adapter(dp2)
     assert a.keys() == b.keys() and all("lora_" in k and ".default" not in k for k in a)  # peft's file names
     for key in a:

@@ -236,15 +236,10 @@ def tp_adapter(run: Path) -> dict:
 
 
 def test_tp2_trains_the_adapter_one_process_trains(tp_runs):
-    from luminary.core.runs import read_metrics
+    from tests.train.test_lora_distributed import assert_same_steps
 
     one, tp2, _ = tp_runs
-    want, got = read_metrics(one / "metrics.jsonl"), read_metrics(tp2 / "metrics.jsonl")
-    assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(TP_STEPS))
-    for g, w in zip(got, want):
-        assert g["batch_sha256"] == w["batch_sha256"]
-        assert g["loss"] == pytest.approx(w["loss"], rel=TP_TOL, abs=TP_TOL)
-        assert g["grad_norm"] == pytest.approx(w["grad_norm"], rel=1e-4)
+    assert_same_steps(one, tp2, TP_STEPS, TP_TOL)
     a, b = tp_adapter(one), tp_adapter(tp2)
     assert a.keys() == b.keys() and len(a) == 2 * 2 * 7 and all(".default" not in k for k in a)  # peft's names
     for key in a:
