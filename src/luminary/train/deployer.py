@@ -205,49 +205,43 @@ class Deployer:
             check_heads(model, self.tp_size)
 
     def _plan(self, model: torch.nn.Module, source: ModelSource | None):
-        """The tensor-parallel plan, derived and checked on a two-block twin, stretched over ``model``."""
+        """The tensor-parallel plan, derived and checked on a two-block twin, stretched over ``model``.
+
+        A LoRA model (peft's wrapper) gets the plan of the plain model inside it, carried onto the
+        adapter layers (``luminary.parallel.adapters``); with ``tp_check``, the twin under the same
+        adapters is checked by one training step too."""
+        from luminary.parallel.adapters import adapter_plan, adapter_twin, peft_base
         from luminary.parallel.apply import expand_plan
-        from luminary.parallel.check import plan_tensor_parallel
-        from luminary.parallel.adapters import peft_base
+        from luminary.parallel.check import check_training_step, plan_tensor_parallel
         from luminary.parallel.declared import read_declared
 
         # the whole ("dp", "tp") mesh: the plan is checked by one training step on it (luminary.parallel.check)
         mesh, overrides, check = self.mesh, self.config.tp_overrides, self.config.tp_check
         declared = read_declared(Path(self.config.tp_plan)) if self.config.tp_plan else None
-        if peft_base(model) is not None:
-            return self._adapter_plan(model, declared)
-        config = getattr(model, "config", None)
-        twin = source.twin() if source is not None else (
-            ModelSource(config, type(model)).twin() if config is not None and hasattr(model, "_init_weights") else None)
-        if twin is not None:
-            plan = expand_plan(plan_tensor_parallel(twin.to(self.device), mesh, overrides, check, declared), twin, model)
-            if plan is not None:
-                return plan
-            self.log(f"{type(model).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
-        whole = source.build(self.device) if source is not None else model
-        return plan_tensor_parallel(whole, mesh, overrides, check, declared)
-
-    def _adapter_plan(self, model: torch.nn.Module, declared: dict[str, str] | None):
-        """A LoRA model's plan: the plain base model's (derived and checked on its two-block twin, stretched
-        over its blocks), carried onto the adapter layers (``luminary.parallel.adapters``); with ``tp_check``,
-        checked again by one training step of the twin under the same adapters."""
-        from luminary.parallel.adapters import adapter_plan, adapter_twin, peft_base
-        from luminary.parallel.apply import expand_plan
-        from luminary.parallel.check import check_training_step, plan_tensor_parallel
-
         base = peft_base(model)
-        plain = ModelSource(base.config, type(base), seed=self.seed)
-        twin = plain.twin().to(self.device)
-        plan = plan_tensor_parallel(twin, self.mesh, self.config.tp_overrides, self.config.tp_check, declared)
-        stretched = expand_plan(plan, twin, plain.skeleton())
-        if stretched is None:
-            self.log(f"{type(base).__name__}: its blocks differ from a two-block twin's; planning on the whole model")
-            stretched = plan_tensor_parallel(plain.build(self.device), self.mesh, self.config.tp_overrides,
-                                             self.config.tp_check, declared)
-        if self.config.tp_check:
+        target = model
+        if base is not None:
+            source = ModelSource(base.config, type(base), seed=self.seed)
+            target = source.skeleton()
+        config = getattr(target, "config", None)
+        twin = source.twin() if source is not None else (
+            ModelSource(config, type(target)).twin() if config is not None and hasattr(target, "_init_weights") else None)
+        plan = None
+        if twin is not None:
+            twin_plan = plan_tensor_parallel(twin.to(self.device), mesh, overrides, check, declared)
+            plan = expand_plan(twin_plan, twin, target)
+            if plan is None:
+                self.log(f"{type(target).__name__}: its blocks differ from a two-block twin's; planning on the "
+                         "whole model")
+        if plan is None:
+            whole = source.build(self.device) if source is not None else target
+            plan = plan_tensor_parallel(whole, mesh, overrides, check, declared)
+        if base is None:
+            return plan
+        if check:
             adapted = adapter_twin(model, twin)
-            check_training_step(adapted, self.mesh, adapter_plan(plan, adapted))
-        return adapter_plan(stretched, model)
+            check_training_step(adapted, mesh, adapter_plan(twin_plan, adapted))
+        return adapter_plan(plan, model)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
