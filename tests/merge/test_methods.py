@@ -157,6 +157,39 @@ def test_model_stock():
     assert torch.equal(run("model_stock", base + 1, [T([2.0, 1.0]), T([1.0, 2.0])]), base + 1)
 
 
+def model_stock_written_out(base, tensors, filter_wise=False):
+    """Model Stock with a fresh tensor for every step (mergekit 0.1.5's order of operations)."""
+    w0 = (base.unsqueeze(0) if base.dim() == 1 else base) if filter_wise else base.reshape(-1)
+    ws = [(w.unsqueeze(0) if w.dim() == 1 else w) if filter_wise else w.reshape(-1) for w in tensors]
+    offsets = [w - w0 for w in ws]
+    cosines = [((a * b).sum(dim=-1) / (torch.norm(a, dim=-1) * torch.norm(b, dim=-1)).clamp(min=1e-6)).clamp(-1, 1)
+               for i, a in enumerate(offsets) for b in offsets[i + 1:]]
+    cos = torch.stack(cosines).mean(dim=0).unsqueeze(-1)
+    n = len(ws)
+    den = 1 + (n - 1) * cos
+    singular = den.abs() < 1e-6
+    t = torch.where(singular, torch.zeros_like(cos), n * cos / torch.where(singular, torch.ones_like(cos), den))
+    return (t * (sum(ws) / n) + (1 - t) * w0).reshape(base.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("filter_wise", [False, True])
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_model_stock_in_place_is_the_formula_written_out(n, filter_wise, dtype):
+    gen = torch.Generator().manual_seed(n)
+    for shape in [(37, 53), (211,)]:
+        base = torch.randn(shape, generator=gen, dtype=dtype)
+        tensors = [base + 0.1 * torch.randn(shape, generator=gen, dtype=dtype) for _ in range(n)]
+        assert torch.equal(run("model_stock", base, tensors, filter_wise=filter_wise),
+                           model_stock_written_out(base, tensors, filter_wise))
+    # an input that is the base tensor itself (the base listed under models too) is not overwritten
+    base = torch.randn(64, 8, generator=gen)
+    inputs = [base] + [base + torch.randn(64, 8, generator=gen) for _ in range(n - 1)]
+    kept = base.clone()
+    out = METHODS["model_stock"].merge(base, inputs, {"filter_wise": filter_wise}, [{}] * n, gen)
+    assert torch.equal(base, kept) and torch.equal(out, model_stock_written_out(kept, [kept] + inputs[1:], filter_wise))
+
+
 def test_passthrough_scale():
     assert torch.equal(run("passthrough", None, [T([1.0, 2.0])], [{"scale": 2.0}]), T([2.0, 4.0]))
 
