@@ -213,25 +213,29 @@ def karcher_mean(tensors: list[torch.Tensor], alphas: list[float], max_iter: int
     for ai, ui in zip(a, us):
         u += ai * ui
     length = torch.linalg.vector_norm(u.to(dtype))
-    u = us[0].clone() if length.item() < tol else (u / length).to(u.dtype)
+    u = us[0].clone() if length.item() < tol else u.div_(length)
+    # Each step reuses two buffers (the step and one scratch) and updates u in its own: the products and
+    # sums of the textbook form, without a fresh (n,) tensor for each (each would be mapped and faulted in)
+    step, along = torch.empty_like(u), torch.empty_like(u)
     for _ in range(max_iter):
-        step = torch.zeros_like(u)
+        step.zero_()
         for ai, ui in zip(a, us):
             cos = torch.clamp(torch.dot(u.flatten(), ui.flatten()), -1.0, 1.0)
             theta = torch.arccos(cos)
             if theta.item() < tol:
                 continue
-            # step += aᵢ·(θ/sin θ)·(uᵢ − cos·u), the same products in one reused buffer
-            along = cos * u
+            # step += aᵢ·(θ/sin θ)·(uᵢ − cos·u)
+            torch.mul(u, cos, out=along)
             step += torch.sub(ui, along, out=along).mul_(ai * (theta / torch.sin(theta)))
-            del along
         size = torch.linalg.vector_norm(step.to(dtype))
         if size.item() < tol:
             break
-        u = (torch.cos(size) * u + torch.sin(size) * (step / size)).to(u.dtype)
+        # u ← cos‖s‖·u + sin‖s‖·(s/‖s‖), then u/‖u‖
+        u.mul_(torch.cos(size)).add_(step.div_(size).mul_(torch.sin(size)))
         length = torch.linalg.vector_norm(u.to(dtype))
         if length.item() > tol:
-            u = (u / length).to(u.dtype)
+            u.div_(length)
+    del step, along
     return sum(ai * n for ai, n in zip(alphas, norms)) * u
 
 
