@@ -229,6 +229,32 @@ def test_breadcrumbs_window_by_selection_equals_the_sorted_window():
                 assert torch.equal(magnitude_outliers(delta, density), by_sort(delta, density)), (n, density)
 
 
+def test_tie_guess_picks_a_path_and_never_the_result(monkeypatch):
+    """Breadcrumbs' and TIES' guess of ties (which skips the selections for the sort) is right on deltas on θ's rounding
+    grid (bfloat16 models) and on continuous ones, and either way the window is the sort's."""
+    from luminary.merge.methods import sparsify
+
+    monkeypatch.setattr(sparsify, "TIE_MIN_ENTRIES", 1000)
+    monkeypatch.setattr(sparsify, "TIE_SAMPLE_STRIDE", 4)
+    g = torch.Generator().manual_seed(1)
+    base = (torch.randn(200_000, generator=g) * 0.02).bfloat16()
+    fine_tuned = (base.float() + torch.randn(200_000, generator=g) * 0.002).bfloat16()
+    on_grid = fine_tuned.float() - base.float()  # θᵢ − θ_base of bfloat16 models
+    assert sparsify._ties_likely(on_grid.abs(), (70_000, 190_000))
+    continuous = torch.randn(200_000, generator=g, dtype=torch.float64)
+    assert not sparsify._ties_likely(continuous.abs(), (70_000, 190_000))
+    for delta in (on_grid, continuous, torch.randint(-5, 6, (5000,), generator=g).float()):
+        n = delta.numel()
+        for density, gamma in ((0.6, 0.05), (0.7, 0.01)):
+            mask = torch.zeros(n, dtype=delta.dtype)
+            bottom = max(0, n - int(density * n) - int(gamma * n))
+            mask[torch.sort(delta.abs()).indices[bottom:bottom + int(density * n)]] = 1
+            assert torch.equal(sparsify.magnitude_outliers(delta, density, gamma), delta * mask)
+            top = torch.zeros(n, dtype=delta.dtype)  # TIES: the k largest, ties as a descending argsort
+            top[torch.argsort(delta.abs(), descending=True)[:int(density * n)]] = 1
+            assert torch.equal(sparsify.magnitude(delta, density), delta * top)
+
+
 def test_nuslerp_with_freed_temporaries_equals_the_textbook_form():
     """The memory-lean NuSLERP gives bitwise the values of the formula written out, in both branches
     (collinear: linear), flattened or row-wise, and leaves an input that is the base itself unharmed."""
