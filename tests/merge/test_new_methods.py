@@ -303,3 +303,40 @@ def test_sce_selection_by_kthvalue_equals_topk():
                      torch.randint(0, 4, (500,), generator=g).float()):
         for density in (0.1, 0.5, 0.9, 1.0):
             assert torch.equal(_select(variance.clone(), density).to(variance.dtype), by_topk(variance, density)), density
+
+
+@pytest.mark.parametrize("name", ["ties", "breadcrumbs", "breadcrumbs_ties"])
+def test_sort_bound_methods_sparsify_side_by_side_to_the_same_tensor(name):
+    """With two threads, TIES and Breadcrumbs sparsify the models at once (each sort on its own core);
+    the result is the one-by-one result, ties at the boundaries included."""
+    method = METHODS[name]
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(300, 200, generator=g)
+    tensors = [base + torch.randint(-3, 4, (300, 200), generator=g).float() * 0.01 for _ in range(3)]
+    shared = {p.name: p.default for p in method.params if p.scope == "shared"}
+    models = [{p.name: p.default for p in method.params if p.scope == "model"} | {"density": d, "weight": w}
+              for d, w in ((0.6, 1.0), (0.7, 0.5), (0.5, 0.8))]
+    threads = torch.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out[n] = method.merge(base.clone(), [t.clone() for t in tensors], shared, models, torch.Generator())
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[1], out[2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_arcee_fusion_importance_in_two_buffers_is_the_formula_written_out(dtype):
+    from luminary.merge.methods.arcee_fusion import importance
+
+    g = torch.Generator().manual_seed(5)
+    for shape in [(64, 96), (300,)]:
+        base = torch.randn(shape, generator=g).to(dtype)
+        other = (base.float() + 0.05 * torch.randn(shape, generator=g)).to(dtype)
+        kept = other.clone(), base.clone()
+        p, q = torch.softmax(other, dim=-1) + 1e-8, torch.softmax(base, dim=-1) + 1e-8
+        want = (other - base).abs() * torch.sum(p * torch.log(p / q), dim=-1, keepdim=True)
+        assert torch.equal(importance(other, base), want)
+        assert torch.equal(other, kept[0]) and torch.equal(base, kept[1])

@@ -76,9 +76,10 @@ class TaskArithmetic(MergeMethod):
         weights = torch.tensor([p["weight"] for p in per_model], dtype=base.dtype)
         jobs = list(zip(tensors, per_model, weights))
         weigh = lambda job: self._weighted_delta(base, *job, mode, generator)  # noqa: E731
-        if (self.sparsification == "magnitude" and len(jobs) > 1 and torch.get_num_threads() > 1
-                and base.numel() <= SIDE_BY_SIDE_MAX_ENTRIES):
-            # TIES' tie-break is a full sort, which runs on one core: sparsify the models side by side
+        if (self.sparsification in ("magnitude", "magnitude_outliers") and len(jobs) > 1
+                and torch.get_num_threads() > 1 and base.numel() <= SIDE_BY_SIDE_MAX_ENTRIES):
+            # TIES' and Breadcrumbs' tie-breaks are a full sort, which runs on one core: sparsify the
+            # models side by side (neither draws from the generator, so the order changes nothing)
             with ThreadPoolExecutor(min(len(jobs), torch.get_num_threads())) as pool:
                 deltas = list(pool.map(weigh, jobs))
         else:
