@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from luminary.core.config import load_config
-from luminary.summarize.demo import DemoConfig, DemoTraining, lead, module_pair, run_demo, stdlib_pairs
+from luminary.summarize.demo import DemoConfig, DemoTraining, lead, member_pairs, module_pair, run_demo, stdlib_pairs
 from luminary.summarize.generate import GenerationSettings
 from luminary.summarize.knowledge import WORDNET_ROOT
 from luminary.summarize.train import SummarizeTrainConfig, TinyModel
@@ -44,6 +44,55 @@ def test_a_module_gives_its_first_paragraph_as_summary_and_the_rest_as_document(
     assert lead("One. Two. Three.", 2) == "One. Two."
 
 
+MEMBERS = '''"""Tools for brewing and serving tea."""
+
+
+def brew(leaves):
+    """Brew the leaves in hot water until the colour is deep.
+
+    More detail on brewing.
+    """
+
+
+class Pot:
+    """A pot that keeps the tea warm for an hour"""
+
+    def pour(self):
+        """Pour one cup of tea from the pot."""
+
+    def _clean(self):
+        """Not public."""
+
+
+def serve(cup):
+    """Serve the cup with milk and sugar on the side."""
+
+
+def short():
+    """Too short."""
+'''
+
+
+def test_members_give_documents_of_a_few_members_with_their_first_sentences_as_summary(tmp_path):
+    path = tmp_path / "tea.py"
+    path.write_text(MEMBERS)
+    pairs = member_pairs(path, "tea", members_per_document=3, member_chars=60)
+    assert [p["id"] for p in pairs] == ["tea#0"] and pairs[0]["group"] == "tea"  # the last group of one is dropped
+    pair = pairs[0]
+    assert pair["summary"] == ("Brew the leaves in hot water until the colour is deep. "
+                               "A pot that keeps the tea warm for an hour. Pour one cup of tea from the pot.")
+    assert pair["document"].startswith("Tools for brewing and serving tea. Brew the leaves in hot water until the colour is deep. More A pot")  # cut at 60, never inside the first sentence
+    assert all(sentence in pair["document"] for sentence in pair["summary"].split(". "))  # extractive
+    assert "Not public" not in pair["document"] and "Too short" not in pair["document"]
+    assert [p["id"] for p in member_pairs(path, "tea", members_per_document=2)] == ["tea#0", "tea#1"]
+
+
+def test_members_corpus_counts_modules_and_keeps_each_module_in_one_group():
+    pairs = stdlib_pairs(limit=5, corpus="members", members_per_document=3)
+    assert len({p["group"] for p in pairs}) == 5 and len({p["id"] for p in pairs}) == len(pairs)
+    assert all(p["id"].startswith(p["group"] + "#") for p in pairs)
+
+
 def test_stdlib_pairs_come_in_path_order_with_the_summary_outside_the_document():
     pairs = stdlib_pairs(limit=20)
     assert len(pairs) == 20 and len({p["id"] for p in pairs}) == 20
@@ -52,7 +101,7 @@ def test_stdlib_pairs_come_in_path_order_with_the_summary_outside_the_document()
 
 def test_every_shipped_example_config_loads():
     configs = {"summarize-tiny.yaml": SummarizeTrainConfig, "summarize-demo.yaml": DemoConfig,
-               "summarize-demo-small.yaml": DemoConfig}
+               "summarize-demo-small.yaml": DemoConfig, "summarize-demo-members.yaml": DemoConfig}
     for name, cls in configs.items():
         assert isinstance(load_config(EXAMPLES / name, cls), cls)
     assert sorted(p.name for p in EXAMPLES.glob("summarize-*.yaml")) == sorted(configs)

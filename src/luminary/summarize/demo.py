@@ -7,6 +7,10 @@ docstring's later paragraphs, then the first paragraph of each public
 function's and class's docstring, in file order). The summary is *not* in
 the document, as a news article's highlights are not in the article.
 
+With ``corpus: members`` a pair is instead a few of a module's documented members
+(:func:`member_pairs`): their docstrings as the document, their first sentences
+as the summary, which is then in the document.
+
 Weak supervision (WordNet knowledge) turns the pairs into aspect summaries;
 a seeded fifth of the modules is held out. Three systems are scored on the
 held-out aspect summaries:
@@ -25,7 +29,7 @@ import ast
 import json
 import sysconfig
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -67,19 +71,79 @@ def module_pair(path: Path, name: str, max_document_chars: int) -> dict[str, str
     return {"id": name, "document": document, "summary": summary}
 
 
-def stdlib_pairs(max_document_chars: int = 2000, limit: int | None = None, root: Path = STDLIB) -> list[dict[str, str]]:
-    """One pair per documented module, sorted by file path (the first ``limit`` of them)."""
+def documented_members(tree: ast.Module) -> list[str]:
+    """The docstrings of a module's public functions and classes and of those classes' public methods,
+    in file order."""
+    found = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            found.append(ast.get_docstring(node))
+            if isinstance(node, ast.ClassDef):
+                found += [ast.get_docstring(sub) for sub in node.body
+                          if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and not sub.name.startswith("_")]
+    return [doc for doc in found if doc and _paragraphs(doc)]
+
+
+def _closed(sentence: str) -> str:
+    return sentence if sentence[-1] in ".!?" else sentence + "."
+
+
+def member_pairs(path: Path, name: str, members_per_document: int = 6, member_chars: int = 200,
+                 min_members: int = 3) -> list[dict[str, str]]:
+    """(document, summary) pairs of one module: its documented members, ``members_per_document`` at a time.
+
+    The document is the first paragraph of the module's docstring, then each member's docstring cut
+    to ``member_chars`` characters (never inside its first sentence); the summary is each member's
+    first sentence, the one-line description a reference manual lists. Here the summary *is* in the
+    document: an aspect summary says which members an aspect concerns, in their own words. Every pair
+    of a module has the module as its ``group``, so a held-out split keeps the module on one side. A
+    last group of fewer than ``min_members`` is dropped.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    head = _paragraphs(ast.get_docstring(tree) or "")[:1]
+    members = []
+    for doc in documented_members(tree):
+        paragraphs = _paragraphs(doc)
+        first = split_sentences(paragraphs[0])
+        if not first or len(first[0]) < 20:
+            continue
+        summary = _closed(first[0])
+        text = " ".join([summary] + first[1:] + paragraphs[1:])
+        members.append((summary, text[: max(member_chars, len(summary))].rstrip()))
     pairs = []
+    for k in range(0, len(members), members_per_document):
+        group = members[k: k + members_per_document]
+        if len(group) >= min(min_members, members_per_document):
+            pairs.append({"id": f"{name}#{k // members_per_document}", "group": name,
+                          "document": " ".join([_closed(h) for h in head] + [text for _, text in group]),
+                          "summary": " ".join(summary for summary, _ in group)})
+    return pairs
+
+
+def stdlib_pairs(max_document_chars: int = 2000, limit: int | None = None, root: Path = STDLIB,
+                 corpus: str = "modules", members_per_document: int = 6, member_chars: int = 200) -> list[dict[str, str]]:
+    """The corpus's pairs, modules sorted by file path, from the first ``limit`` documented modules.
+
+    ``modules``: one pair a module (:func:`module_pair`); ``members``: a pair per group of its
+    documented members (:func:`member_pairs`).
+    """
+    pairs, modules = [], 0
     for path in sorted(root.rglob("*.py")):
-        if limit is not None and len(pairs) >= limit:
+        if limit is not None and modules >= limit:
             break
         rel = path.relative_to(root)
         if any(part in SKIP for part in rel.parts):
             continue
         name = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-        pair = module_pair(path, name, max_document_chars)
-        if pair is not None:
-            pairs.append(pair)
+        if corpus == "members":
+            found = member_pairs(path, name, members_per_document, member_chars)
+        else:
+            found = [pair] if (pair := module_pair(path, name, max_document_chars)) is not None else []
+        modules += bool(found)
+        pairs += found
     return pairs
 
 
@@ -98,13 +162,14 @@ class DemoTraining(Config):
     lr: float = Field(1e-3, gt=0, description="a model trained from scratch takes a larger rate than 3e-5")
     per_device_batch_size: int = Field(16, ge=1)
     n_epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="optimizer updates; default: n_epochs over the data")
     device: str = "cpu"
 
     def build(self, data: Path, aspect_blind: bool, seed: int) -> SummarizeTrainConfig:
         return SummarizeTrainConfig(
             data=str(data), aspect_blind=aspect_blind, tiny=self.tiny, max_source=self.max_source,
             max_target=self.max_target, lr=self.lr, per_device_batch_size=self.per_device_batch_size,
-            accumulate_grad_batches=1, n_epochs=self.n_epochs,
+            accumulate_grad_batches=1, n_epochs=self.n_epochs, max_steps=self.max_steps,
             deploy={"device": self.device, "precision": "fp32", "seed": seed})
 
 
@@ -113,8 +178,13 @@ class DemoConfig(Config):
 
     seed: int = 0
     knowledge: str = Field("wordnet", description="wordnet, wordnet:/folder, or a ConceptNet file")
+    corpus: Literal["modules", "members"] = Field(
+        "modules", description="modules: a module's documentation and its first paragraph; members: a module's "
+                               "members a few at a time and their first sentences")
     max_modules: int | None = Field(None, ge=2, description="the first N documented modules by path; none: all")
-    max_document_chars: int = Field(2000, ge=200)
+    max_document_chars: int = Field(2000, ge=200, description="modules corpus: the document's length")
+    members_per_document: int = Field(6, ge=1, description="members corpus: members in a document")
+    member_chars: int = Field(200, ge=20, description="members corpus: characters of each member's docstring")
     heldout: float = Field(0.2, gt=0, lt=1)
     max_eval: int | None = Field(60, ge=1, description="held-out aspect summaries scored (the first by id)")
     lead_k: int = Field(1, ge=1, description="sentences of the lead baseline")
@@ -132,7 +202,8 @@ def run_demo(config: DemoConfig, out: str | Path) -> dict[str, Any]:
     from luminary.summarize.train import train_summarizer
 
     out = Path(out)
-    pairs = stdlib_pairs(config.max_document_chars, config.max_modules)
+    pairs = stdlib_pairs(config.max_document_chars, config.max_modules, corpus=config.corpus,
+                         members_per_document=config.members_per_document, member_chars=config.member_chars)
     if len(pairs) < 2:
         raise LuminaryError(f"{STDLIB}: fewer than two documented modules found")
     write_jsonl(out / "pairs.jsonl", pairs)
