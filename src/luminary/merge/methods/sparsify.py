@@ -210,8 +210,10 @@ def _ties_likely(size: torch.Tensor, ranks: tuple[int, ...]) -> bool:
             continue
         width = width * min(1.0, TIE_WINDOW_ENTRIES / (near * TIE_SAMPLE_STRIDE))
         window = size[(size >= v - width) & (size <= v + width)]
+        if window.numel() == 0:
+            continue
         _, counts = torch.unique(window, return_counts=True)
-        untied *= float((counts == 1).sum()) / max(1, window.numel())
+        untied *= float((counts == 1).sum()) / window.numel()
     return 1 - untied > 2 / 3
 
 
