@@ -124,3 +124,25 @@ def test_a_small_demonstration_writes_the_results_layout(tmp_path):
     train_docs = {json.loads(line)["doc_id"] for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()}
     assert not train_docs & {r["id"].split(":")[0] for r in rows}  # held out by module
     assert "| system | R-1 | R-2 | R-L |" in (tmp_path / "results" / "results.md").read_text()
+
+
+def test_scored_rows_are_the_first_by_id_or_a_seeded_draw_across_documents():
+    from luminary.summarize.demo import scored_rows
+
+    rows = [{"id": f"doc{d}:aspect{a}"} for d in range(10) for a in range(10)]
+    assert [r["id"] for r in scored_rows(rows[::-1], 12)] == [r["id"] for r in rows[:12]]  # two documents
+    drawn = scored_rows(rows[::-1], 12, "sample", seed=0)
+    assert drawn == scored_rows(rows, 12, "sample", seed=0)  # the file's order does not matter
+    assert drawn != scored_rows(rows, 12, "sample", seed=1) and len(drawn) == 12
+    assert [r["id"] for r in drawn] == sorted(r["id"] for r in drawn)
+    assert len({r["id"].split(":")[0] for r in drawn}) > 2
+    assert scored_rows(rows, None, "sample") == rows and len(scored_rows(rows, 500, "sample")) == 100
+
+
+def test_lead_k_takes_a_list_of_distinct_positive_counts():
+    from luminary.core.errors import LuminaryError
+
+    assert DemoConfig().lead_ks == [1] and DemoConfig(lead_k=[1, 3]).lead_ks == [1, 3]
+    for bad in ([], [0], [2, 2], 0):
+        with pytest.raises((ValueError, LuminaryError)):
+            DemoConfig(lead_k=bad)

@@ -31,12 +31,13 @@ import sysconfig
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from luminary.core.config import Config
 from luminary.core.errors import LuminaryError
 from luminary.core.io import write_jsonl
 from luminary.core.progress import info
+from luminary.core.seed import derive_seed
 from luminary.summarize.generate import GenerationSettings
 from luminary.summarize.train import SummarizeTrainConfig, TinyModel
 from luminary.summarize.weak import split_sentences
@@ -186,12 +187,39 @@ class DemoConfig(Config):
     members_per_document: int = Field(6, ge=1, description="members corpus: members in a document")
     member_chars: int = Field(200, ge=20, description="members corpus: characters of each member's docstring")
     heldout: float = Field(0.2, gt=0, lt=1)
-    max_eval: int | None = Field(60, ge=1, description="held-out aspect summaries scored (the first by id)")
-    lead_k: int = Field(1, ge=1, description="sentences of the lead baseline")
+    max_eval: int | None = Field(60, ge=1, description="held-out aspect summaries scored")
+    eval_rows: Literal["first", "sample"] = Field(
+        "first", description="first: the first max_eval held-out rows by id (a few documents); sample: a seeded "
+                             "draw of max_eval across all held-out documents")
+    lead_k: int | list[int] = Field(1, description="sentences of the lead baseline; a list: one baseline for each")
     consistency: bool = Field(True, description="CTC consistency too (the offline MiniLM)")
     train: DemoTraining = Field(default_factory=DemoTraining)
     generation: GenerationSettings = Field(default_factory=lambda: GenerationSettings(
         min_length=8, max_length=64, batch_size=16))
+
+    @field_validator("lead_k")
+    @classmethod
+    def _positive(cls, value: int | list[int]) -> int | list[int]:
+        ks = [value] if isinstance(value, int) else value
+        if not ks or any(k < 1 for k in ks) or len(set(ks)) != len(ks):
+            raise ValueError("one or more distinct sentence counts, each at least 1")
+        return value
+
+    @property
+    def lead_ks(self) -> list[int]:
+        return [self.lead_k] if isinstance(self.lead_k, int) else list(self.lead_k)
+
+
+def scored_rows(rows: list[dict[str, Any]], limit: int | None, how: str = "first", seed: int = 0):
+    """The held-out rows scored, sorted by id: the first ``limit`` by id, or a draw of ``limit`` seeded by
+    ``seed`` (the same rows for the same data, whatever the file's order)."""
+    rows = sorted(rows, key=lambda r: r["id"])
+    if limit is None or limit >= len(rows):
+        return rows
+    if how == "first":
+        return rows[:limit]
+    order = sorted(range(len(rows)), key=lambda i: derive_seed(seed, "scored", rows[i]["id"]))
+    return [rows[i] for i in sorted(order[:limit])]
 
 
 def run_demo(config: DemoConfig, out: str | Path) -> dict[str, Any]:
@@ -210,8 +238,9 @@ def run_demo(config: DemoConfig, out: str | Path) -> dict[str, Any]:
     stats = build_data(out / "pairs.jsonl", out / "data", config.knowledge, heldout=config.heldout,
                        seed=config.seed)
     info(f"weak supervision: {json.dumps(stats)}")
-    heldout = sorted(read_examples(out / "data" / "heldout.jsonl"), key=lambda r: r["id"])[: config.max_eval]
-    predictions = {f"lead-{config.lead_k}": [lead(r["document"], config.lead_k) for r in heldout]}
+    heldout = scored_rows(read_examples(out / "data" / "heldout.jsonl"), config.max_eval, config.eval_rows,
+                          config.seed)
+    predictions = {f"lead-{k}": [lead(r["document"], k) for r in heldout] for k in config.lead_ks}
     records = {}
     for name, blind in (("aspect-blind", True), ("aspect", False)):
         train = config.train.build(out / "data" / "train.jsonl", blind, config.seed)
