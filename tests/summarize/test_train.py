@@ -56,6 +56,16 @@ def test_loss_is_torch_label_smoothing_by_hand():
     assert torch.allclose(out["loss"], (0.9 * nll + 0.1 * smooth).mean())
 
 
+def test_the_tiny_model_takes_its_dropout_from_the_config():
+    from luminary.summarize.train import tiny_source
+
+    tiny = TinyModel(d_model=32, layers=1, heads=2, ffn=64, vocab_size=300, max_position=128)
+    config = SummarizeTrainConfig(data="unused.jsonl", tiny=tiny)
+    assert tiny_source(config, ROWS)[0].config.dropout == 0.1  # BART's default, unchanged
+    config = SummarizeTrainConfig(data="unused.jsonl", tiny=tiny.model_copy(update={"dropout": 0.0}))
+    assert tiny_source(config, ROWS)[0].config.dropout == 0.0
+
+
 def test_collate_pads_sources_and_masks_labels():
     batch = collate_seq2seq([{"input_ids": [5, 6, 2], "labels": [7, 2]}, {"input_ids": [5, 2], "labels": [2]}],
                             pad_id=1)
