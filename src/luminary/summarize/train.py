@@ -60,8 +60,8 @@ class TinyModel(Config):
     ffn: int = Field(128, ge=8)
     vocab_size: int = Field(1024, ge=300, description="byte-level BPE trained on the training data")
     max_position: int = Field(1024, ge=16)
-    dropout: float = Field(0.1, ge=0, lt=1, description="BART's default; 0 halved the updates a d_model 64 "
-                                                        "BART took to learn to copy (docs/summarize.md)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="BART's default; 0, with lr 2e-3, let a d_model 64 "
+                                                        "BART learn to copy in half the updates (docs/summarize.md)")
 
 
 class SummarizeTrainConfig(Config):
