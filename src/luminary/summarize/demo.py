@@ -223,7 +223,7 @@ def scored_rows(rows: list[dict[str, Any]], limit: int | None, how: str = "first
 
 
 def run_demo(config: DemoConfig, out: str | Path) -> dict[str, Any]:
-    """Build the data, train both models, score the three systems; the report lands in ``out/results``."""
+    """Build the data, train both models, score them and the lead baselines; the report lands in ``out/results``."""
     from luminary.summarize.data import build_data, read_examples
     from luminary.summarize.evaluate import score_rows, write_results
     from luminary.summarize.generate import AspectSummarizer
